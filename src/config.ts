@@ -1,5 +1,14 @@
-// Placeholder replaced by the config module (flags, env, file). Shape is fixed here.
+// Typed settings. Embedders pass a Partial<Config> to startBroker (defaults: defaultConfig());
+// the warren executable builds one with parseCommandLine from, lowest to highest priority:
+// defaults, a JSON config file, WARREN_* environment variables and command-line flags.
+// Nothing here is global: every parse builds its own commander program and returns a value.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Command, CommanderError, Option } from 'commander';
+
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 export interface Config {
   /** AMQP listener port; 0 picks a free one. */
@@ -38,4 +47,307 @@ export function defaultConfig(): Config {
     defaultVhost: '/',
     loopbackUsers: ['guest'],
   };
+}
+
+/** The executable's defaults: as embedded, except that state is kept on disk under ./data. */
+export function cliDefaultConfig(): Config {
+  return { ...defaultConfig(), dataDir: './data' };
+}
+
+/** A setting that cannot be used. The message is one line naming its source and value. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/** What the command line asks for: run with a config, or print help / the version and exit 0. */
+export type CommandLine =
+  | { readonly kind: 'run'; readonly config: Config }
+  | { readonly kind: 'help'; readonly text: string }
+  | { readonly kind: 'version'; readonly text: string };
+
+/** Thrown by parseConfig when the command line asks for help or the version instead of a run. */
+export class UsageRequested extends Error {
+  override readonly name = 'UsageRequested';
+  constructor(
+    readonly kind: 'help' | 'version',
+    readonly text: string,
+  ) {
+    super(`${kind} requested`);
+  }
+}
+
+/**
+ * Builds the executable's Config. argv holds the user's arguments only (process.argv.slice(2)).
+ * Throws ConfigError for bad values, unknown flags or a bad config file, and UsageRequested for
+ * --help / --version; parseCommandLine returns those as values instead.
+ */
+export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
+  const parsed = parseCommandLine(argv, env);
+  if (parsed.kind !== 'run') throw new UsageRequested(parsed.kind, parsed.text);
+  return parsed.config;
+}
+
+/** Like parseConfig, with help and version requests as values. Throws ConfigError. */
+export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv, version = packageVersion()): CommandLine {
+  const program = buildProgram(version);
+  let printed = '';
+  program.configureOutput({
+    writeOut: (text) => {
+      printed += text;
+    },
+    writeErr: () => {},
+    outputError: () => {},
+    // The same text whatever terminal (or none) the caller has.
+    getOutHelpWidth: () => 80,
+  });
+  try {
+    program.parse(argv, { from: 'user' });
+  } catch (err) {
+    if (!(err instanceof CommanderError)) throw err;
+    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.help') return { kind: 'help', text: printed };
+    if (err.code === 'commander.version') return { kind: 'version', text: printed };
+    // Commander's messages start with "error: " and may put a "(Did you mean ...?)" on a new line.
+    throw new ConfigError(err.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim());
+  }
+
+  const config = cliDefaultConfig();
+
+  const configFile = optionValue(program, '--config') ?? envValue(env, 'WARREN_CONFIG');
+  if (configFile !== undefined) Object.assign(config, readConfigFile(configFile.value, configFile.source));
+
+  for (const setting of SETTINGS) {
+    if (setting.env === undefined) continue;
+    const raw = env[setting.env];
+    if (raw !== undefined) assign(config, setting, raw, setting.env);
+  }
+  for (const setting of SETTINGS) {
+    if (setting.flag === undefined) continue;
+    const raw = program.getOptionValue(attributeOf(setting.flag)) as string | undefined;
+    if (raw !== undefined) assign(config, setting, raw, setting.flag);
+  }
+  if (program.getOptionValue('inMemory') === true) config.dataDir = null;
+
+  return { kind: 'run', config };
+}
+
+/** The --help text, as parseCommandLine(['--help'], ...) returns it. */
+export function usage(): string {
+  const parsed = parseCommandLine(['--help'], {});
+  return parsed.kind === 'help' ? parsed.text : '';
+}
+
+/**
+ * Reads a JSON config file: one object whose keys are Config field names. Unknown keys are an
+ * error, so a typo does not silently fall back to a default.
+ */
+export function readConfigFile(path: string, source = '--config'): Partial<Config> {
+  if (path === '') throw new ConfigError(`invalid value for ${source}: "" (expected a file path)`);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path} (from ${source}): ${oneLine(err)}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`config file ${path} is not valid JSON: ${oneLine(err)}`);
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    throw new ConfigError(`config file ${path} must contain a JSON object`);
+  }
+  const out: Partial<Config> = {};
+  for (const [key, value] of Object.entries(json)) {
+    const setting = SETTINGS.find((s) => s.key === key);
+    if (setting === undefined) {
+      throw new ConfigError(
+        `unknown key ${JSON.stringify(key)} in config file ${path} (known keys: ${SETTINGS.map((s) => s.key).join(', ')})`,
+      );
+    }
+    const result = setting.type.fromJson(value);
+    if ('expected' in result) {
+      throw new ConfigError(
+        `invalid value for ${JSON.stringify(key)} in config file ${path}: ${show(value)} (expected ${result.expected})`,
+      );
+    }
+    (out as Record<string, unknown>)[key] = result.value;
+  }
+  return out;
+}
+
+// ---- the settings table: one row per Config field, with its flag, variable and value type ----
+
+type Checked<T> = { value: T } | { expected: string };
+
+interface ValueType<T> {
+  /** From a flag or environment variable. */
+  fromText(raw: string): Checked<T>;
+  /** From the config file. */
+  fromJson(value: unknown): Checked<T>;
+}
+
+interface Setting<K extends keyof Config = keyof Config> {
+  key: K;
+  flag?: string;
+  /** Placeholder shown in --help, e.g. '<port>'. */
+  arg?: string;
+  env?: string;
+  description: string;
+  type: ValueType<Config[K]>;
+}
+
+function integer(min: number, max: number): ValueType<number> {
+  const expected = `an integer ${min}-${max}`;
+  const inRange = (n: number): Checked<number> =>
+    Number.isSafeInteger(n) && n >= min && n <= max ? { value: n } : { expected };
+  return {
+    // Digits only: no signs, exponents, hex or surrounding spaces, which Number() would accept.
+    fromText: (raw) => (/^[0-9]{1,16}$/.test(raw) ? inRange(Number(raw)) : { expected }),
+    fromJson: (value) => (typeof value === 'number' ? inRange(value) : { expected }),
+  };
+}
+
+function text(options: { allowEmpty: boolean }): ValueType<string> {
+  const expected = options.allowEmpty ? 'a string' : 'a non-empty string';
+  const check = (s: string): Checked<string> => (s !== '' || options.allowEmpty ? { value: s } : { expected });
+  return {
+    fromText: check,
+    fromJson: (value) => (typeof value === 'string' ? check(value) : { expected }),
+  };
+}
+
+const logLevel: ValueType<LogLevel> = {
+  fromText: (raw) => pickLevel(raw),
+  fromJson: (value) => (typeof value === 'string' ? pickLevel(value) : pickLevel('')),
+};
+
+function pickLevel(raw: string): Checked<LogLevel> {
+  const level = LOG_LEVELS.find((l) => l === raw);
+  return level !== undefined ? { value: level } : { expected: `one of ${LOG_LEVELS.join(', ')}` };
+}
+
+/** A directory path; null (in the file) or --in-memory means no persistence. */
+const dataDir: ValueType<string | null> = {
+  fromText: (raw) => (raw !== '' ? { value: raw } : { expected: 'a directory path; use --in-memory to keep state in memory' }),
+  fromJson: (value) =>
+    value === null || (typeof value === 'string' && value !== '')
+      ? { value }
+      : { expected: 'a directory path, or null to keep state in memory' },
+};
+
+const userList: ValueType<string[]> = {
+  fromText: (raw) => ({ value: raw.split(',').filter((u) => u !== '') }),
+  fromJson: (value) =>
+    Array.isArray(value) && value.every((u) => typeof u === 'string')
+      ? { value: [...(value as string[])] }
+      : { expected: 'an array of user names' },
+};
+
+const PORT = integer(0, 65535);
+
+// The AMQP 0-9-1 spec sets the minimum frame size to 4096 octets (section 4.2.3, frame-min-size);
+// frame-max is a long, and we keep it to a signed 32-bit value as RabbitMQ does.
+const SETTINGS: readonly Setting[] = [
+  { key: 'port', flag: '--port', arg: '<port>', env: 'WARREN_PORT', description: 'AMQP listener port; 0 picks a free one', type: PORT },
+  { key: 'bind', flag: '--bind', arg: '<address>', env: 'WARREN_BIND', description: 'interface to listen on; empty means all interfaces', type: text({ allowEmpty: true }) },
+  { key: 'dataDir', flag: '--data-dir', arg: '<dir>', env: 'WARREN_DATA_DIR', description: 'directory for durable state', type: dataDir },
+  { key: 'managementPort', flag: '--management-port', arg: '<port>', env: 'WARREN_MANAGEMENT_PORT', description: 'management HTTP port', type: PORT },
+  { key: 'logLevel', flag: '--log-level', arg: '<level>', env: 'WARREN_LOG_LEVEL', description: `log level: ${LOG_LEVELS.join(', ')}`, type: logLevel },
+  { key: 'heartbeat', flag: '--heartbeat', arg: '<seconds>', env: 'WARREN_HEARTBEAT', description: 'heartbeat interval proposed in connection.tune; 0 disables', type: integer(0, 65535) },
+  { key: 'frameMax', flag: '--frame-max', arg: '<bytes>', env: 'WARREN_FRAME_MAX', description: 'largest frame proposed in connection.tune', type: integer(4096, 2 ** 31 - 1) },
+  { key: 'channelMax', flag: '--channel-max', arg: '<count>', env: 'WARREN_CHANNEL_MAX', description: 'most channels per connection proposed in connection.tune', type: integer(1, 65535) },
+  { key: 'handshakeTimeoutMs', flag: '--handshake-timeout', arg: '<ms>', env: 'WARREN_HANDSHAKE_TIMEOUT', description: 'milliseconds a client has to finish the handshake', type: integer(1, 2 ** 31 - 1) },
+  { key: 'defaultUser', flag: '--default-user', arg: '<name>', env: 'WARREN_DEFAULT_USER', description: "default user's name", type: text({ allowEmpty: false }) },
+  { key: 'defaultPass', flag: '--default-pass', arg: '<password>', env: 'WARREN_DEFAULT_PASS', description: "default user's password", type: text({ allowEmpty: false }) },
+  // File-only settings.
+  { key: 'defaultVhost', description: 'default virtual host', type: text({ allowEmpty: false }) },
+  { key: 'loopbackUsers', description: 'users that may only log in from loopback', type: userList },
+] satisfies { [K in keyof Config]: Setting<K> }[keyof Config][];
+
+function buildProgram(version: string): Command {
+  const defaults = cliDefaultConfig();
+  const program = new Command('warren')
+    .description("Warren: an AMQP 0-9-1 message broker with RabbitMQ's semantics")
+    .exitOverride()
+    .allowExcessArguments(false)
+    .version(version, '-V, --version', 'print the version and exit')
+    .helpOption('-h, --help', 'print this help and exit')
+    .option('--config <file>', 'JSON config file (env WARREN_CONFIG)');
+  for (const setting of SETTINGS) {
+    if (setting.flag === undefined) continue;
+    const shown = setting.key === 'bind' && defaults.bind === '' ? 'all interfaces' : JSON.stringify(defaults[setting.key]);
+    const env = setting.env !== undefined ? `env ${setting.env}, ` : '';
+    const option = new Option(`${setting.flag} ${setting.arg ?? '<value>'}`, `${setting.description} (${env}default: ${shown})`);
+    if (setting.key === 'dataDir') option.conflicts('inMemory');
+    program.addOption(option);
+  }
+  program.option('--in-memory', 'keep all state in memory (data dir null)');
+  program.addHelpText(
+    'after',
+    [
+      '',
+      'Precedence, lowest to highest: defaults, config file, environment, flags.',
+      'The config file (--config or WARREN_CONFIG) is a JSON object with any of:',
+      ...wrap(SETTINGS.map((s) => s.key).join(', '), 76).map((line) => `  ${line}`),
+      '',
+    ].join('\n'),
+  );
+  return program;
+}
+
+function assign(config: Config, setting: Setting, raw: string, source: string): void {
+  const result = setting.type.fromText(raw);
+  if ('expected' in result) {
+    throw new ConfigError(`invalid value for ${source}: ${JSON.stringify(raw)} (expected ${result.expected})`);
+  }
+  (config as unknown as Record<string, unknown>)[setting.key] = result.value;
+}
+
+function attributeOf(flag: string): string {
+  return new Option(`${flag} <value>`).attributeName();
+}
+
+function optionValue(program: Command, flag: string): { value: string; source: string } | undefined {
+  const value = program.getOptionValue(attributeOf(flag)) as string | undefined;
+  return value === undefined ? undefined : { value, source: flag };
+}
+
+function envValue(env: NodeJS.ProcessEnv, name: string): { value: string; source: string } | undefined {
+  const value = env[name];
+  return value === undefined ? undefined : { value, source: name };
+}
+
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line !== '' && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else {
+      line = line === '' ? word : `${line} ${word}`;
+    }
+  }
+  if (line !== '') lines.push(line);
+  return lines;
+}
+
+function show(value: unknown): string {
+  const s = JSON.stringify(value) ?? String(value);
+  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
+}
+
+function oneLine(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).replace(/\s*\n\s*/g, ' ').trim();
+}
+
+function packageVersion(): string {
+  // Compiled, this file is dist/src/config.js: two levels below the package root.
+  try {
+    const pkg = JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version?: unknown };
+    return typeof pkg.version === 'string' ? pkg.version : 'unknown';
+  } catch {
+    return 'unknown';
+  }
 }
