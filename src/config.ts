@@ -4,6 +4,7 @@
 // Nothing here is global: every parse builds its own commander program and returns a value.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { hostname } from 'node:os';
 import { Command, CommanderError, Option } from 'commander';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -29,6 +30,8 @@ export interface Config {
   defaultVhost: string;
   /** Users that may only log in from loopback, as RabbitMQ's loopback_users. */
   loopbackUsers: string[];
+  /** Announced in connection.start's cluster_name, as RabbitMQ does (rabbit@host). */
+  clusterName: string;
 }
 
 export function defaultConfig(): Config {
@@ -46,6 +49,7 @@ export function defaultConfig(): Config {
     defaultPass: 'guest',
     defaultVhost: '/',
     loopbackUsers: ['guest'],
+    clusterName: `warren@${hostname()}`,
   };
 }
 
@@ -263,6 +267,7 @@ const SETTINGS: readonly Setting[] = [
   // File-only settings.
   { key: 'defaultVhost', description: 'default virtual host', type: text({ allowEmpty: false }) },
   { key: 'loopbackUsers', description: 'users that may only log in from loopback', type: userList },
+  { key: 'clusterName', description: 'cluster name announced to clients', type: text({ allowEmpty: false }) },
 ] satisfies { [K in keyof Config]: Setting<K> }[keyof Config][];
 
 function buildProgram(version: string): Command {

@@ -1,0 +1,21 @@
+import type { AccessContext, UserStore } from '../auth/users';
+import type { Config } from '../config';
+import type { VHost } from '../core/vhost';
+import type { Logger } from '../observability/logger';
+import type { DirectReplyRegistry } from './direct-reply';
+
+/** What the AMQP layer needs from the broker; passed in, never global. */
+export interface BrokerContext {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly users: UserStore;
+  readonly vhosts: ReadonlyMap<string, VHost>;
+  readonly version: string;
+  readonly directReply: DirectReplyRegistry;
+}
+
+/** Per-connection facts a channel needs. */
+export interface SessionContext {
+  readonly vhost: VHost;
+  readonly access: AccessContext;
+}

@@ -1,0 +1,517 @@
+import { randomBytes } from 'node:crypto';
+import type { Exchange } from '../core/exchanges/exchange';
+import { Message } from '../core/message';
+import type { Queue, QueueEntry } from '../core/queue/queue';
+import { AmqpError } from '../protocol/errors';
+import { fieldInt, tableGet, tablePlain } from '../protocol/field-table';
+import { FRAME_BODY, FRAME_HEADER, FRAME_METHOD } from '../protocol/frame-reader';
+import { decodeProperties, encodeProperties } from '../protocol/properties';
+import { decodeMethod, M, Method, MethodOf } from '../protocol/spec';
+import type { SessionContext } from './broker-context';
+import { ChannelConsumer } from './channel-consumer';
+import type { Connection } from './connection';
+import { ContentAssembler } from './content-assembler';
+import { REPLY_TO, REPLY_TO_PREFIX } from './direct-reply';
+import { handleTopologyMethod } from './topology';
+import { Transaction } from './transaction';
+
+/** One delivery awaiting ack, by delivery tag. */
+interface Delivery {
+  readonly queue: Queue;
+  readonly entry: QueueEntry;
+  readonly consumer: ChannelConsumer | null;
+}
+
+type State = 'open' | 'closing' | 'closed';
+
+/**
+ * An AMQP channel: method dispatch, publishing (with confirms and transactions), consumers,
+ * and the delivery tags it owes acks for. Exchange and queue methods live in topology.ts.
+ */
+export class Channel {
+  private state: State = 'open';
+  private readonly assembler = new ContentAssembler();
+  readonly consumers = new Map<string, ChannelConsumer>();
+  private readonly unacked = new Map<number, Delivery>();
+  private nextDeliveryTag = 1;
+  private prefetchCount = 0;
+  private globalPrefetch = 0;
+  /** Deliveries to acking consumers still outstanding, for the global prefetch limit. */
+  private unackedCount = 0;
+  private confirmMode = false;
+  private publishSeq = 0;
+  private confirmFrom = 0;
+  private confirmTo = 0;
+  private tx: Transaction<Delivery> | null = null;
+  private replyQueue: Queue | null = null;
+  readonly stats = { published: 0, delivered: 0, acked: 0 };
+
+  constructor(
+    readonly id: number,
+    readonly conn: Connection,
+    readonly session: SessionContext,
+  ) {}
+
+  get prefetch(): number {
+    return this.prefetchCount;
+  }
+
+  get unackedMessages(): number {
+    return this.unacked.size;
+  }
+
+  get inConfirmMode(): boolean {
+    return this.confirmMode;
+  }
+
+  get transactional(): boolean {
+    return this.tx !== null;
+  }
+
+  onFrame(type: number, buf: Buffer, start: number, end: number): void {
+    if (this.state !== 'open') {
+      // After channel.close only close-ok (or a crossing close) counts (spec §2.2.4).
+      if (type === FRAME_METHOD) {
+        const m = decodeMethod(buf, start, end);
+        if (m.key === M.ChannelCloseOk) this.finish();
+        else if (m.key === M.ChannelClose) this.conn.sendMethod(this.id, { key: M.ChannelCloseOk });
+      }
+      return;
+    }
+    try {
+      if (type === FRAME_METHOD) {
+        if (this.assembler.active) {
+          throw new AmqpError('UNEXPECTED_FRAME', `expected content header for class 60, got non content header frame instead`, 60, 40);
+        }
+        const m = decodeMethod(buf, start, end);
+        try {
+          this.onMethod(m);
+        } catch (err) {
+          if (err instanceof AmqpError) err.at(m.key >>> 16, m.key & 0xffff);
+          throw err;
+        }
+      } else if (type === FRAME_HEADER) {
+        if (!this.assembler.active) throw new AmqpError('UNEXPECTED_FRAME', `expected method frame, got non method frame instead`);
+        if (this.assembler.header(buf, start, end)) this.completePublishAt();
+      } else if (type === FRAME_BODY) {
+        if (!this.assembler.active) throw new AmqpError('UNEXPECTED_FRAME', `expected method frame, got non method frame instead`);
+        if (this.assembler.bodyFrame(buf, start, end)) this.completePublishAt();
+      } else {
+        throw new AmqpError('FRAME_ERROR', `unknown frame type ${type}`);
+      }
+    } catch (err) {
+      if (err instanceof AmqpError && !err.isConnectionError) this.fail(err);
+      else throw err;
+    }
+  }
+
+  private onMethod(m: Method): void {
+    switch (m.key) {
+      case M.BasicPublish:
+        if (m.immediate) throw new AmqpError('NOT_IMPLEMENTED', 'immediate=true', 60, 40);
+        this.assembler.start({ exchange: m.exchange, routingKey: m.routingKey, mandatory: m.mandatory });
+        return;
+      case M.BasicAck:
+        this.settle(m.deliveryTag, m.multiple, 'ack', false, m.key);
+        return;
+      case M.BasicNack:
+        this.settle(m.deliveryTag, m.multiple, 'reject', m.requeue, m.key);
+        return;
+      case M.BasicReject:
+        this.settle(m.deliveryTag, false, 'reject', m.requeue, m.key);
+        return;
+      case M.BasicConsume:
+        this.consume(m);
+        return;
+      case M.BasicCancel:
+        this.cancel(m.consumerTag);
+        if (!m.noWait) this.conn.sendMethod(this.id, { key: M.BasicCancelOk, consumerTag: m.consumerTag });
+        return;
+      case M.BasicGet:
+        this.get(m.queue, m.noAck);
+        return;
+      case M.BasicQos:
+        if (m.prefetchSize !== 0) throw new AmqpError('NOT_IMPLEMENTED', `prefetch_size!=0 (${m.prefetchSize})`, 60, 10);
+        if (m.global) this.globalPrefetch = m.prefetchCount;
+        else this.prefetchCount = m.prefetchCount;
+        this.conn.sendMethod(this.id, { key: M.BasicQosOk });
+        this.drainQueues();
+        return;
+      case M.BasicRecover:
+      case M.BasicRecoverAsync:
+        if (!m.requeue) throw new AmqpError('NOT_IMPLEMENTED', 'requeue=false', m.key >>> 16, m.key & 0xffff);
+        this.requeueAll();
+        if (m.key === M.BasicRecover) this.conn.sendMethod(this.id, { key: M.BasicRecoverOk });
+        return;
+      case M.ConfirmSelect:
+        if (this.tx !== null) throw new AmqpError('PRECONDITION_FAILED', 'cannot switch from tx to confirm mode', 85, 10);
+        this.confirmMode = true;
+        if (!m.noWait) this.conn.sendMethod(this.id, { key: M.ConfirmSelectOk });
+        return;
+      case M.TxSelect:
+        if (this.confirmMode) throw new AmqpError('PRECONDITION_FAILED', 'cannot switch from confirm to tx mode', 90, 10);
+        this.tx ??= new Transaction<Delivery>();
+        this.conn.sendMethod(this.id, { key: M.TxSelectOk });
+        return;
+      case M.TxCommit:
+        this.commit();
+        this.conn.sendMethod(this.id, { key: M.TxCommitOk });
+        return;
+      case M.TxRollback:
+        this.rollback();
+        this.conn.sendMethod(this.id, { key: M.TxRollbackOk });
+        return;
+      case M.ChannelFlow:
+        if (!m.active) throw new AmqpError('NOT_IMPLEMENTED', 'active=false', 20, 20);
+        this.conn.sendMethod(this.id, { key: M.ChannelFlowOk, active: true });
+        return;
+      case M.ChannelClose:
+        this.teardown();
+        this.conn.sendMethod(this.id, { key: M.ChannelCloseOk });
+        this.finish();
+        return;
+      case M.ChannelCloseOk:
+        return;
+      case M.ChannelOpen:
+        throw new AmqpError('CHANNEL_ERROR', 'second \'channel.open\' seen', 20, 10);
+      case M.AccessRequest:
+        this.conn.sendMethod(this.id, { key: M.AccessRequestOk, ticket: 1 });
+        return;
+      default:
+        if (!handleTopologyMethod(this, m)) {
+          throw new AmqpError('COMMAND_INVALID', `unexpected method on channel ${this.id}`, m.key >>> 16, m.key & 0xffff);
+        }
+    }
+  }
+
+  // ---- publishing ------------------------------------------------------------------------
+
+  private completePublishAt(): void {
+    try {
+      this.completePublish();
+    } catch (err) {
+      if (err instanceof AmqpError) err.at(60, 40);
+      throw err;
+    }
+  }
+
+  private completePublish(): void {
+    const a = this.assembler;
+    const p = a.publish!;
+    let properties = a.properties!;
+    const body = a.body!;
+    a.reset();
+    const vhost = this.session.vhost;
+    const exchange = vhost.exchanges.get(p.exchange);
+    if (exchange === undefined) throw vhost.noExchange(p.exchange).at(60, 40);
+    const denied = this.session.access.check('write', 'exchange', p.exchange);
+    if (denied !== undefined) throw new AmqpError('ACCESS_REFUSED', denied, 60, 40);
+    if (exchange.internal) {
+      throw new AmqpError('ACCESS_REFUSED', `cannot publish to internal exchange '${p.exchange}' in vhost '${vhost.name}'`, 60, 40);
+    }
+    properties = this.checkProperties(properties);
+    const msg = new Message(p.exchange, p.routingKey, properties, body);
+    this.stats.published++;
+    if (this.tx !== null) {
+      this.tx.publishes.push({ exchange, msg, mandatory: p.mandatory });
+      return;
+    }
+    this.route(exchange, msg, p.mandatory);
+  }
+
+  /**
+   * Only two properties need a look before routing: user-id must match the login (RabbitMQ
+   * validates it) and a reply-to of amq.rabbitmq.reply-to is rewritten to this channel's
+   * reply queue. A cheap scan of the property flags skips both in the common case.
+   */
+  private checkProperties(raw: Buffer): Buffer {
+    if (raw.length < 2) return raw;
+    const flags = raw.readUInt16BE(0);
+    const hasUserId = (flags & 0x0010) !== 0;
+    const hasReplyTo = (flags & 0x0100) !== 0;
+    if (!hasUserId && !hasReplyTo) return raw;
+    const props = decodeProperties(raw, 0, raw.length);
+    if (hasUserId && props.userId !== this.conn.userName) {
+      throw new AmqpError('PRECONDITION_FAILED', `user_id property set to '${props.userId}' but authenticated user was '${this.conn.userName}'`, 60, 40);
+    }
+    if (hasReplyTo && props.replyTo === REPLY_TO) {
+      if (this.replyQueue === null) {
+        throw new AmqpError('PRECONDITION_FAILED', 'fast reply consumer does not exist', 60, 40);
+      }
+      return encodeProperties({ ...props, replyTo: this.replyQueue.name });
+    }
+    return raw;
+  }
+
+  private route(exchange: Exchange, msg: Message, mandatory: boolean): void {
+    const vhost = this.session.vhost;
+    let routed = vhost.publish(exchange, msg);
+    if (routed === 0 && exchange.name === '' && msg.routingKey.startsWith(REPLY_TO_PREFIX)) {
+      const replyQueue = this.conn.broker.directReply.lookup(msg.routingKey);
+      if (replyQueue !== undefined) {
+        replyQueue.enqueue(msg);
+        routed = 1;
+      }
+    }
+    if (routed === 0 && mandatory) {
+      this.conn.writer.basicReturn(this.id, 312, 'NO_ROUTE', msg.exchange, msg.routingKey, msg.rawProperties, msg.body);
+    }
+    if (this.confirmMode) this.confirm(++this.publishSeq);
+  }
+
+  /** Confirms are contiguous while nothing is nacked, so they collapse into one ack per turn. */
+  private confirm(seq: number): void {
+    if (this.confirmTo !== 0 && seq !== this.confirmTo + 1) this.flushConfirms();
+    if (this.confirmTo === 0) {
+      this.confirmFrom = seq;
+      this.conn.requestFlush();
+    }
+    this.confirmTo = seq;
+  }
+
+  flushConfirms(): void {
+    if (this.confirmTo === 0) return;
+    this.conn.writer.confirm(this.id, this.confirmTo, this.confirmTo !== this.confirmFrom, true);
+    this.confirmFrom = 0;
+    this.confirmTo = 0;
+  }
+
+  // ---- consuming -------------------------------------------------------------------------
+
+  private consume(m: MethodOf<'BasicConsume'>): void {
+    let tag = m.consumerTag;
+    if (tag === '') tag = `amq.ctag-${randomBytes(16).toString('base64url')}`;
+    else if (this.consumers.has(tag)) {
+      throw new AmqpError('NOT_ALLOWED', `attempt to reuse consumer tag '${tag}'`, 60, 20);
+    }
+    let queue: Queue;
+    if (m.queue === REPLY_TO) {
+      if (!m.noAck) throw new AmqpError('PRECONDITION_FAILED', 'reply consumer cannot acknowledge', 60, 20);
+      if (this.replyQueue !== null) throw new AmqpError('PRECONDITION_FAILED', 'reply consumer already set', 60, 20);
+      queue = this.replyQueue = this.conn.broker.directReply.create(this.session.vhost.name, this.conn);
+    } else {
+      queue = this.session.vhost.queue(m.queue, this.conn);
+      const denied = this.session.access.check('read', 'queue', queue.name);
+      if (denied !== undefined) throw new AmqpError('ACCESS_REFUSED', denied, 60, 20);
+    }
+    const args = tablePlain(m.arguments);
+    const priority = fieldInt(tableGet(m.arguments, 'x-priority')) ?? 0;
+    try {
+      queue.assertConsumable(m.exclusive);
+    } catch (err) {
+      throw err instanceof AmqpError ? err.at(60, 20) : err;
+    }
+    const consumer = new ChannelConsumer(this, queue, tag, m.noAck, m.exclusive, priority, this.prefetchCount, this.conn, args);
+    // consume-ok must precede the first delivery, and addConsumer delivers synchronously.
+    if (!m.noWait) this.conn.sendMethod(this.id, { key: M.BasicConsumeOk, consumerTag: tag });
+    this.consumers.set(tag, consumer);
+    queue.addConsumer(consumer);
+  }
+
+  private cancel(tag: string): void {
+    const consumer = this.consumers.get(tag);
+    if (consumer === undefined) return;
+    this.consumers.delete(tag);
+    if (consumer.queue === this.replyQueue) {
+      this.replyQueue = null;
+      consumer.queue.delete('deleted');
+      return;
+    }
+    consumer.queue.removeConsumer(consumer);
+  }
+
+  /** The queue was deleted under the consumer: tell the client (consumer_cancel_notify). */
+  consumerCancelledByServer(consumer: ChannelConsumer): void {
+    if (this.consumers.get(consumer.tag) !== consumer) return;
+    this.consumers.delete(consumer.tag);
+    if (this.state === 'open') {
+      this.conn.sendMethod(this.id, { key: M.BasicCancel, consumerTag: consumer.tag, noWait: true });
+    }
+  }
+
+  canDeliver(noAck: boolean): boolean {
+    if (this.state !== 'open') return false;
+    if (!noAck && this.globalPrefetch !== 0 && this.unackedCount >= this.globalPrefetch) return false;
+    return this.conn.canSend();
+  }
+
+  deliver(consumer: ChannelConsumer, queue: Queue, entry: QueueEntry): void {
+    const tag = this.nextDeliveryTag++;
+    if (!consumer.noAck) {
+      this.unacked.set(tag, { queue, entry, consumer });
+      consumer.unacked++;
+      this.unackedCount++;
+    }
+    this.stats.delivered++;
+    const msg = entry.msg;
+    this.conn.writer.deliver(this.id, consumer.tagBytes, tag, entry.redelivered, msg.exchange, msg.routingKey, msg.rawProperties, msg.body);
+  }
+
+  private get(queueName: string, noAck: boolean): void {
+    const queue = this.session.vhost.queue(queueName, this.conn);
+    const denied = this.session.access.check('read', 'queue', queue.name);
+    if (denied !== undefined) throw new AmqpError('ACCESS_REFUSED', denied, 60, 70);
+    const entry = queue.get(noAck);
+    if (entry === undefined) {
+      this.conn.sendMethod(this.id, { key: M.BasicGetEmpty });
+      return;
+    }
+    const tag = this.nextDeliveryTag++;
+    if (!noAck) {
+      this.unacked.set(tag, { queue, entry, consumer: null });
+      this.unackedCount++;
+    }
+    this.stats.delivered++;
+    const msg = entry.msg;
+    this.conn.writer.getOk(this.id, tag, entry.redelivered, msg.exchange, msg.routingKey, queue.messageCount, msg.rawProperties, msg.body);
+  }
+
+  /** Let every queue this channel consumes from try again (capacity came back). */
+  drainQueues(): void {
+    for (const c of this.consumers.values()) c.queue.drain();
+  }
+
+  // ---- acknowledgements ------------------------------------------------------------------
+
+  /**
+   * basic.ack / nack / reject. As RabbitMQ's collect_acks: `multiple` takes every tag up to
+   * and including deliveryTag (0 meaning all), and a tag that is not outstanding is a 406.
+   */
+  private settle(deliveryTag: number, multiple: boolean, kind: 'ack' | 'reject', requeue: boolean, key: number): void {
+    const taken: Delivery[] = [];
+    if (multiple) {
+      const all = deliveryTag === 0;
+      if (!all && !this.unacked.has(deliveryTag)) {
+        throw new AmqpError('PRECONDITION_FAILED', `unknown delivery tag ${deliveryTag}`, key >>> 16, key & 0xffff);
+      }
+      for (const [tag, d] of this.unacked) {
+        if (!all && tag > deliveryTag) break;
+        taken.push(d);
+        this.unacked.delete(tag);
+      }
+    } else {
+      const d = this.unacked.get(deliveryTag);
+      if (d === undefined) {
+        throw new AmqpError('PRECONDITION_FAILED', `unknown delivery tag ${deliveryTag}`, key >>> 16, key & 0xffff);
+      }
+      this.unacked.delete(deliveryTag);
+      taken.push(d);
+    }
+    this.release(taken);
+    if (this.tx !== null) {
+      this.tx.settlements.push({ deliveries: taken, kind, requeue });
+      return;
+    }
+    this.apply(taken, kind, requeue);
+  }
+
+  /** Frees prefetch capacity for the settled deliveries and lets their consumers resume. */
+  private release(deliveries: Delivery[]): void {
+    for (const d of deliveries) {
+      this.unackedCount--;
+      if (d.consumer !== null) d.consumer.unacked--;
+    }
+  }
+
+  private apply(deliveries: Delivery[], kind: 'ack' | 'reject', requeue: boolean): void {
+    if (kind === 'ack') {
+      for (const d of deliveries) d.queue.ack(d.entry);
+      this.stats.acked += deliveries.length;
+    } else if (requeue) {
+      requeueByQueue(deliveries);
+    } else {
+      for (const d of deliveries) d.queue.discard(d.entry);
+    }
+    this.drainQueues();
+  }
+
+  private requeueAll(): void {
+    const all = [...this.unacked.values()];
+    this.unacked.clear();
+    this.release(all);
+    requeueByQueue(all);
+    this.drainQueues();
+  }
+
+  // ---- transactions ----------------------------------------------------------------------
+
+  private commit(): void {
+    const tx = this.tx;
+    if (tx === null) throw new AmqpError('PRECONDITION_FAILED', 'channel is not transactional', 90, 20);
+    const { publishes, settlements } = tx.take();
+    for (const p of publishes) this.route(p.exchange, p.msg, p.mandatory);
+    for (const s of settlements) this.apply(s.deliveries, s.kind, s.requeue);
+  }
+
+  private rollback(): void {
+    const tx = this.tx;
+    if (tx === null) throw new AmqpError('PRECONDITION_FAILED', 'channel is not transactional', 90, 30);
+    const { settlements } = tx.take();
+    // Settled-in-transaction deliveries become unacked again, as RabbitMQ's rollback does.
+    for (const s of settlements) {
+      for (const d of s.deliveries) {
+        this.unacked.set(this.nextDeliveryTag++, d);
+        this.unackedCount++;
+        if (d.consumer !== null) d.consumer.unacked++;
+      }
+    }
+  }
+
+  // ---- errors and teardown ---------------------------------------------------------------
+
+  /** Soft error: channel.close with the reply; the connection carries on. */
+  fail(err: AmqpError): void {
+    if (this.state !== 'open') return;
+    this.conn.log.debug({ channel: this.id, code: err.code, text: err.replyText }, 'channel error');
+    this.teardown();
+    this.state = 'closing';
+    this.conn.sendMethod(this.id, {
+      key: M.ChannelClose,
+      replyCode: err.code,
+      replyText: err.replyText.slice(0, 255),
+      classId: err.classId,
+      methodId: err.methodId,
+    });
+  }
+
+  /**
+   * The one teardown path (client close, channel error, connection loss): cancel consumers,
+   * requeue everything unacked, drop a half-assembled publish and any open transaction.
+   * Idempotent.
+   */
+  teardown(): void {
+    if (this.state === 'closed') return;
+    if (this.state === 'open') this.state = 'closing';
+    this.assembler.reset();
+    this.tx = null;
+    const consumers = [...this.consumers.values()];
+    this.consumers.clear();
+    for (const c of consumers) {
+      if (c.queue === this.replyQueue) c.queue.delete('owner-closed');
+      else c.queue.removeConsumer(c);
+    }
+    this.replyQueue = null;
+    const pending = [...this.unacked.values()];
+    this.unacked.clear();
+    this.unackedCount = 0;
+    requeueByQueue(pending);
+    this.confirmFrom = this.confirmTo = 0;
+  }
+
+  private finish(): void {
+    this.state = 'closed';
+    this.conn.channelClosed(this);
+  }
+}
+
+/** Requeue grouped per queue so each queue restores its order in one merge. */
+function requeueByQueue(deliveries: Delivery[]): void {
+  if (deliveries.length === 0) return;
+  const byQueue = new Map<Queue, QueueEntry[]>();
+  for (const d of deliveries) {
+    let list = byQueue.get(d.queue);
+    if (list === undefined) byQueue.set(d.queue, (list = []));
+    list.push(d.entry);
+  }
+  for (const [q, entries] of byQueue) q.requeue(entries);
+}

@@ -1,0 +1,428 @@
+import type { Socket } from 'node:net';
+import { AccessContext } from '../auth/users';
+import type { VHost } from '../core/vhost';
+import type { Logger } from '../observability/logger';
+import { AmqpError } from '../protocol/errors';
+import { decodeTableWithin, fieldString, tableGet } from '../protocol/field-table';
+import { FRAME_HEARTBEAT, FRAME_METHOD, FrameReader, FrameSink } from '../protocol/frame-reader';
+import { FrameWriter } from '../protocol/frame-writer';
+import { decodeMethod, encodeMethodFrame, M, Method } from '../protocol/spec';
+import type { BrokerContext } from './broker-context';
+import { Channel } from './channel';
+import { serverProperties } from './server-properties';
+
+const PROTOCOL_HEADER = Buffer.from('AMQP\x00\x00\x09\x01', 'latin1');
+/** Stop handing deliveries to a connection whose unsent output passes this; resume after flush. */
+const OUTPUT_HIGH_WATER = 1024 * 1024;
+/** How long we wait for close-ok after sending connection.close before dropping the socket. */
+const CLOSE_OK_TIMEOUT_MS = 1000;
+
+type State = 'header' | 'start-ok' | 'tune-ok' | 'open' | 'opened' | 'closing' | 'closed';
+
+/**
+ * One client connection: the handshake (start → start-ok → tune → tune-ok → open), channel 0,
+ * heartbeats, and the socket's batched output. Channel frames are dispatched flat by number.
+ */
+export class Connection implements FrameSink {
+  readonly writer: FrameWriter;
+  private readonly reader: FrameReader;
+  private state: State = 'header';
+  private headerBytes: Buffer | null = null;
+  private readonly channels = new Map<number, Channel>();
+  private channelMax = 2047;
+  private heartbeatTimer: NodeJS.Timeout | null = null;
+  private handshakeTimer: NodeJS.Timeout | null;
+  private closeTimer: NodeJS.Timeout | null = null;
+  private flushScheduled = false;
+  private socketBlocked = false;
+  /** A consumer was refused for output reasons; wake queues when output drains. */
+  outputStarved = false;
+  private receivedSinceTick = true;
+  private sentSinceTick = false;
+  private missedTicks = 0;
+  vhost: VHost | null = null;
+  access: AccessContext | null = null;
+  clientProperties: Record<string, unknown> = {};
+  readonly name: string;
+  readonly log: Logger;
+  readonly connectedAt = Date.now();
+  private readonly onClosed: (c: Connection) => void;
+
+  constructor(
+    private readonly socket: Socket,
+    readonly broker: BrokerContext,
+    onClosed: (c: Connection) => void,
+  ) {
+    this.onClosed = onClosed;
+    this.name = `${socket.remoteAddress}:${socket.remotePort} -> ${socket.localAddress}:${socket.localPort}`;
+    this.log = broker.logger.child({ conn: this.name });
+    this.reader = new FrameReader(this);
+    this.writer = new FrameWriter(() => this.scheduleFlush());
+    this.writer.frameMax = broker.config.frameMax;
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => this.onDrain());
+    socket.on('error', (err) => this.log.debug({ err: err.message }, 'socket error'));
+    socket.on('close', () => this.teardown('socket closed'));
+    this.handshakeTimer = setTimeout(() => {
+      this.log.info('handshake timeout, closing connection');
+      this.socket.destroy();
+    }, broker.config.handshakeTimeoutMs);
+  }
+
+  get isOpen(): boolean {
+    return this.state === 'opened';
+  }
+
+  get channelCount(): number {
+    return this.channels.size;
+  }
+
+  /** Deliveries may go out only while the socket keeps up. */
+  canSend(): boolean {
+    if (this.socketBlocked || this.writer.pendingBytes > OUTPUT_HIGH_WATER || this.state !== 'opened') {
+      this.outputStarved = true;
+      return false;
+    }
+    return true;
+  }
+
+  send(frame: Buffer): void {
+    this.writer.raw(frame);
+  }
+
+  sendMethod(channel: number, m: Method): void {
+    this.writer.raw(encodeMethodFrame(channel, m));
+  }
+
+  /** Server-initiated close (shutdown, management): connection.close with the given reason. */
+  close(name: 'CONNECTION_FORCED' | 'INTERNAL_ERROR', text: string): void {
+    this.failConnection(new AmqpError(name, text));
+  }
+
+  // ---- input -----------------------------------------------------------------------------
+
+  private onData(chunk: Buffer): void {
+    this.receivedSinceTick = true;
+    try {
+      if (this.state === 'header') {
+        chunk = this.readProtocolHeader(chunk);
+        if (chunk.length === 0) return;
+      }
+      this.reader.push(chunk);
+    } catch (err) {
+      this.failConnection(asAmqpError(err));
+    }
+  }
+
+  private readProtocolHeader(chunk: Buffer): Buffer {
+    const have = this.headerBytes === null ? chunk : Buffer.concat([this.headerBytes, chunk]);
+    if (have.length < 8) {
+      this.headerBytes = have;
+      return have.subarray(have.length);
+    }
+    this.headerBytes = null;
+    if (!have.subarray(0, 8).equals(PROTOCOL_HEADER)) {
+      // Spec §4.2.2: answer with the protocol we do speak, then close.
+      this.state = 'closed';
+      this.socket.end(PROTOCOL_HEADER);
+      return have.subarray(have.length);
+    }
+    this.state = 'start-ok';
+    this.sendMethod(0, {
+      key: M.ConnectionStart,
+      versionMajor: 0,
+      versionMinor: 9,
+      serverProperties: serverProperties(this.broker.version, this.broker.config.clusterName),
+      mechanisms: Buffer.from('PLAIN AMQPLAIN'),
+      locales: Buffer.from('en_US'),
+    });
+    return have.subarray(8);
+  }
+
+  onFrame(type: number, channel: number, buf: Buffer, start: number, end: number): void {
+    if (type === FRAME_HEARTBEAT) {
+      if (channel !== 0) throw new AmqpError('FRAME_ERROR', `heartbeat frame on channel ${channel}`);
+      return;
+    }
+    if (this.state === 'closing') {
+      // After sending connection.close, only close/close-ok matter (spec §2.2.4).
+      if (type === FRAME_METHOD && channel === 0) {
+        const m = decodeMethod(buf, start, end);
+        if (m.key === M.ConnectionCloseOk || m.key === M.ConnectionClose) this.finishClose(m.key === M.ConnectionClose);
+      }
+      return;
+    }
+    if (channel === 0) {
+      if (type !== FRAME_METHOD) throw new AmqpError('UNEXPECTED_FRAME', `expected method frame on channel 0, got frame type ${type}`);
+      this.onConnectionMethod(decodeMethod(buf, start, end));
+      return;
+    }
+    if (this.state !== 'opened') {
+      throw new AmqpError('CHANNEL_ERROR', `expected 'connection.open' before using channel ${channel}`);
+    }
+    let ch = this.channels.get(channel);
+    if (ch === undefined) {
+      if (type !== FRAME_METHOD) throw new AmqpError('CHANNEL_ERROR', `expected 'channel.open'`);
+      const m = decodeMethod(buf, start, end);
+      if (m.key !== M.ChannelOpen) throw new AmqpError('CHANNEL_ERROR', `expected 'channel.open'`, m.key >>> 16, m.key & 0xffff);
+      if (channel > this.channelMax) {
+        throw new AmqpError('CHANNEL_ERROR', `channel ${channel} is above the negotiated channel_max ${this.channelMax}`, 20, 10);
+      }
+      ch = new Channel(channel, this, { vhost: this.vhost!, access: this.access! });
+      this.channels.set(channel, ch);
+      this.sendMethod(channel, { key: M.ChannelOpenOk });
+      return;
+    }
+    ch.onFrame(type, buf, start, end);
+  }
+
+  /** The channel finished closing (close-ok exchanged); its number may be reused. */
+  channelClosed(ch: Channel): void {
+    if (this.channels.get(ch.id) === ch) this.channels.delete(ch.id);
+  }
+
+  private onConnectionMethod(m: Method): void {
+    switch (m.key) {
+      case M.ConnectionStartOk:
+        this.expect('start-ok', m.key);
+        this.authenticate(m.mechanism, m.response, m.clientProperties);
+        return;
+      case M.ConnectionTuneOk:
+        this.expect('tune-ok', m.key);
+        this.tune(m.channelMax, m.frameMax, m.heartbeat);
+        return;
+      case M.ConnectionOpen:
+        this.expect('open', m.key);
+        this.open(m.virtualHost);
+        return;
+      case M.ConnectionClose:
+        this.sendMethod(0, { key: M.ConnectionCloseOk });
+        this.flush();
+        this.teardown('client closed');
+        this.socket.end();
+        return;
+      case M.ConnectionCloseOk:
+        this.finishClose(false);
+        return;
+      case M.ConnectionUpdateSecret:
+        this.sendMethod(0, { key: M.ConnectionUpdateSecretOk });
+        return;
+      case M.ConnectionBlocked:
+      case M.ConnectionUnblocked:
+        return;
+      default:
+        throw new AmqpError('COMMAND_INVALID', `unexpected method on channel 0`, m.key >>> 16, m.key & 0xffff);
+    }
+  }
+
+  private expect(state: State, key: number): void {
+    if (this.state !== state) {
+      throw new AmqpError('COMMAND_INVALID', `unexpected method in connection state ${this.state}`, key >>> 16, key & 0xffff);
+    }
+  }
+
+  private authenticate(mechanism: string, response: Buffer, clientProps: import('../protocol/field-table').FieldTable): void {
+    this.clientProperties = Object.fromEntries(clientProps.map(([k, v]) => [k, v.type === 'S' ? v.value.toString() : v]));
+    let user = '';
+    let pass = '';
+    if (mechanism === 'PLAIN') {
+      const parts = response.toString('utf8').split('\x00');
+      user = parts[1] ?? '';
+      pass = parts[2] ?? '';
+    } else if (mechanism === 'AMQPLAIN') {
+      // AMQPLAIN's response is a field table without its length prefix.
+      const framed = Buffer.allocUnsafe(response.length + 4);
+      framed.writeUInt32BE(response.length, 0);
+      response.copy(framed, 4);
+      const { table } = decodeTableWithin(framed, 0, framed.length);
+      user = fieldString(tableGet(table, 'LOGIN')) ?? '';
+      pass = fieldString(tableGet(table, 'PASSWORD')) ?? '';
+    } else {
+      throw new AmqpError('COMMAND_INVALID', `unknown authentication mechanism '${mechanism}'`, 10, 11);
+    }
+    const found = this.broker.users.authenticate(user, pass);
+    if (found === undefined) {
+      throw new AmqpError('ACCESS_REFUSED', `Login was refused using authentication mechanism ${mechanism}. For details see the broker logfile.`, 10, 11);
+    }
+    if (this.broker.config.loopbackUsers.includes(user) && !isLoopback(this.socket.remoteAddress)) {
+      throw new AmqpError('ACCESS_REFUSED', `user '${user}' can only connect via localhost`, 10, 11);
+    }
+    this.user = found;
+    this.state = 'tune-ok';
+    this.sendMethod(0, {
+      key: M.ConnectionTune,
+      channelMax: this.broker.config.channelMax,
+      frameMax: this.broker.config.frameMax,
+      heartbeat: this.broker.config.heartbeat,
+    });
+  }
+
+  private user: import('../auth/users').User | null = null;
+
+  private tune(channelMax: number, frameMax: number, heartbeat: number): void {
+    const cfg = this.broker.config;
+    negotiate('frame_max', frameMax, 4096, cfg.frameMax);
+    negotiate('channel_max', channelMax, 1, cfg.channelMax);
+    this.channelMax = channelMax;
+    this.reader.frameMax = frameMax;
+    this.writer.frameMax = frameMax;
+    this.state = 'open';
+    if (heartbeat > 0) this.startHeartbeat(heartbeat);
+  }
+
+  private open(vhostName: string): void {
+    const vhost = this.broker.vhosts.get(vhostName);
+    if (vhost === undefined) throw new AmqpError('NOT_ALLOWED', `vhost ${vhostName} not found`, 10, 40);
+    const perm = this.broker.users.permission(vhostName, this.user!.name);
+    if (perm === undefined) {
+      throw new AmqpError('NOT_ALLOWED', `access to vhost '${vhostName}' refused for user '${this.user!.name}'`, 10, 40);
+    }
+    this.vhost = vhost;
+    this.access = new AccessContext(this.user!, vhostName, perm);
+    if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
+    this.handshakeTimer = null;
+    this.state = 'opened';
+    this.sendMethod(0, { key: M.ConnectionOpenOk });
+  }
+
+  get userName(): string {
+    return this.user?.name ?? '';
+  }
+
+  // ---- heartbeats ------------------------------------------------------------------------
+
+  private startHeartbeat(seconds: number): void {
+    // Tick at half the interval: send a heartbeat if we were quiet, and count silent ticks;
+    // four silent half-intervals are RabbitMQ's "two missed heartbeats".
+    this.heartbeatTimer = setInterval(() => {
+      if (!this.sentSinceTick) {
+        this.writer.heartbeat();
+      }
+      this.sentSinceTick = false;
+      if (this.receivedSinceTick) {
+        this.missedTicks = 0;
+      } else if (++this.missedTicks >= 4) {
+        this.log.info({ timeout: seconds }, 'missed heartbeats from client, closing connection');
+        this.socket.destroy();
+      }
+      this.receivedSinceTick = false;
+    }, (seconds * 1000) / 2);
+    this.heartbeatTimer.unref();
+  }
+
+  // ---- output ----------------------------------------------------------------------------
+
+  /** Something (coalesced confirms) must go out this turn even if no frame was encoded yet. */
+  requestFlush(): void {
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flush());
+  }
+
+  /** One write per I/O turn: confirms are coalesced first, then everything goes out together. */
+  flush(): void {
+    this.flushScheduled = false;
+    for (const ch of this.channels.values()) ch.flushConfirms();
+    if (!this.writer.hasPending || this.socket.destroyed) {
+      this.writer.discard();
+      return;
+    }
+    this.sentSinceTick = true;
+    if (!this.writer.flushTo(this.socket)) {
+      this.socketBlocked = true;
+    } else if (this.outputStarved) {
+      this.wakeConsumers();
+    }
+  }
+
+  private onDrain(): void {
+    this.socketBlocked = false;
+    if (this.outputStarved) this.wakeConsumers();
+  }
+
+  private wakeConsumers(): void {
+    this.outputStarved = false;
+    for (const ch of this.channels.values()) ch.drainQueues();
+  }
+
+  // ---- errors and teardown ---------------------------------------------------------------
+
+  /** Hard error: connection.close with the reply, then wait briefly for close-ok. */
+  failConnection(err: AmqpError): void {
+    if (this.state === 'closing' || this.state === 'closed') return;
+    this.reader.stopped = true;
+    if (err.code >= 500 || err.replyName === 'ACCESS_REFUSED' || err.replyName === 'CONNECTION_FORCED') {
+      this.log.info({ code: err.code, text: err.replyText }, 'closing connection');
+    }
+    const beforeOpen = this.state !== 'opened';
+    this.state = 'closing';
+    this.teardownChannels();
+    this.sendMethod(0, {
+      key: M.ConnectionClose,
+      replyCode: err.code,
+      replyText: err.replyText.slice(0, 255),
+      classId: err.classId,
+      methodId: err.methodId,
+    });
+    this.flush();
+    if (beforeOpen && err.replyName !== 'ACCESS_REFUSED' && err.replyName !== 'NOT_ALLOWED') {
+      this.socket.end();
+    }
+    this.closeTimer = setTimeout(() => this.socket.destroy(), CLOSE_OK_TIMEOUT_MS);
+  }
+
+  private finishClose(peerAlsoClosing: boolean): void {
+    if (peerAlsoClosing) {
+      this.sendMethod(0, { key: M.ConnectionCloseOk });
+      this.flush();
+    }
+    this.socket.end();
+  }
+
+  private teardownChannels(): void {
+    for (const ch of [...this.channels.values()]) ch.teardown();
+    this.channels.clear();
+    this.vhost?.deleteExclusiveQueues(this);
+  }
+
+  private teardown(reason: string): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.reader.stopped = true;
+    if (this.heartbeatTimer !== null) clearInterval(this.heartbeatTimer);
+    if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
+    if (this.closeTimer !== null) clearTimeout(this.closeTimer);
+    this.teardownChannels();
+    this.log.debug({ reason }, 'connection closed');
+    this.onClosed(this);
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+}
+
+function negotiate(field: string, client: number, min: number, server: number): void {
+  if (client !== 0 && client < min) {
+    throw new AmqpError('NOT_ALLOWED', `negotiated ${field} = ${client} is lower than the minimum allowed value (${min})`, 10, 31);
+  }
+  if (server !== 0 && (client === 0 || client > server)) {
+    const detail = client === 0 ? ' (no limit)' : '';
+    throw new AmqpError('NOT_ALLOWED', `negotiated ${field} = ${client}${detail} is higher than the maximum allowed value (${server})`, 10, 31);
+  }
+}
+
+function isLoopback(addr: string | undefined): boolean {
+  if (addr === undefined) return false;
+  return addr === '::1' || addr.startsWith('127.') || addr.startsWith('::ffff:127.');
+}
+
+function asAmqpError(err: unknown): AmqpError {
+  if (err instanceof AmqpError) return err;
+  return new AmqpError('INTERNAL_ERROR', err instanceof Error ? err.message : String(err));
+}

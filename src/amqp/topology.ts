@@ -1,0 +1,123 @@
+import type { Destination } from '../core/exchanges/exchange';
+import { AmqpError } from '../protocol/errors';
+import { fieldString, tableGet } from '../protocol/field-table';
+import { M, Method } from '../protocol/spec';
+import type { Channel } from './channel';
+
+const X_MATCH = new Set(['all', 'any', 'all-with-x', 'any-with-x']);
+
+/**
+ * exchange.* and queue.* methods: permission checks, then the vhost does the work and the
+ * reply goes back unless no-wait. Returns false for methods that are not topology methods.
+ */
+export function handleTopologyMethod(ch: Channel, m: Method): boolean {
+  const vhost = ch.session.vhost;
+  const access = ch.session.access;
+  const conn = ch.conn;
+  const deny = (text: string | undefined): void => {
+    if (text !== undefined) throw new AmqpError('ACCESS_REFUSED', text);
+  };
+  switch (m.key) {
+    case M.ExchangeDeclare: {
+      if (!m.passive) deny(access.check('configure', 'exchange', m.exchange));
+      vhost.declareExchange({
+        name: m.exchange,
+        type: m.type,
+        passive: m.passive,
+        durable: m.durable,
+        autoDelete: m.autoDelete,
+        internal: m.internal,
+        arguments: m.arguments,
+      });
+      if (!m.noWait) conn.sendMethod(ch.id, { key: M.ExchangeDeclareOk });
+      return true;
+    }
+    case M.ExchangeDelete:
+      deny(access.check('configure', 'exchange', m.exchange));
+      vhost.deleteExchange(m.exchange, m.ifUnused);
+      if (!m.noWait) conn.sendMethod(ch.id, { key: M.ExchangeDeleteOk });
+      return true;
+    case M.ExchangeBind:
+    case M.ExchangeUnbind: {
+      const destination = vhost.exchange(m.destination);
+      const source = vhost.exchange(m.source);
+      deny(access.check('write', 'exchange', m.destination));
+      deny(access.check('read', 'exchange', m.source));
+      bindOrUnbind(ch, m.key === M.ExchangeBind, source.name, destination, m.routingKey, m.arguments);
+      if (!m.noWait) conn.sendMethod(ch.id, { key: m.key === M.ExchangeBind ? M.ExchangeBindOk : M.ExchangeUnbindOk });
+      return true;
+    }
+    case M.QueueDeclare: {
+      if (!m.passive && m.queue !== '') deny(access.check('configure', 'queue', m.queue));
+      const { queue } = vhost.declareQueue(
+        {
+          name: m.queue,
+          passive: m.passive,
+          durable: m.durable,
+          exclusiveOwner: m.exclusive ? conn : null,
+          autoDelete: m.autoDelete,
+          arguments: m.arguments,
+        },
+        conn,
+      );
+      if (!m.noWait) {
+        conn.sendMethod(ch.id, {
+          key: M.QueueDeclareOk,
+          queue: queue.name,
+          messageCount: queue.messageCount,
+          consumerCount: queue.consumerCount,
+        });
+      }
+      return true;
+    }
+    case M.QueueBind:
+    case M.QueueUnbind: {
+      const queue = vhost.queue(m.queue, conn);
+      const exchange = vhost.exchange(m.exchange);
+      deny(access.check('write', 'queue', queue.name));
+      deny(access.check('read', 'exchange', exchange.name));
+      const noWait = m.key === M.QueueBind ? m.noWait : false;
+      bindOrUnbind(ch, m.key === M.QueueBind, exchange.name, queue, m.routingKey, m.arguments);
+      if (!noWait) conn.sendMethod(ch.id, { key: m.key === M.QueueBind ? M.QueueBindOk : M.QueueUnbindOk });
+      return true;
+    }
+    case M.QueuePurge: {
+      const queue = vhost.queue(m.queue, conn);
+      deny(access.check('read', 'queue', queue.name));
+      const count = queue.purge();
+      if (!m.noWait) conn.sendMethod(ch.id, { key: M.QueuePurgeOk, messageCount: count });
+      return true;
+    }
+    case M.QueueDelete: {
+      deny(access.check('configure', 'queue', m.queue));
+      const count = vhost.deleteQueue(m.queue, conn, m.ifUnused, m.ifEmpty);
+      if (!m.noWait) conn.sendMethod(ch.id, { key: M.QueueDeleteOk, messageCount: count });
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+function bindOrUnbind(
+  ch: Channel,
+  bind: boolean,
+  sourceName: string,
+  destination: Destination,
+  routingKey: string,
+  args: import('../protocol/field-table').FieldTable,
+): void {
+  const vhost = ch.session.vhost;
+  const source = vhost.exchange(sourceName);
+  if (bind && source.type === 'headers') {
+    const xMatch = tableGet(args, 'x-match');
+    if (xMatch !== undefined) {
+      const v = fieldString(xMatch);
+      if (v === undefined || !X_MATCH.has(v)) {
+        throw new AmqpError('PRECONDITION_FAILED', `Invalid x-match field value ${v === undefined ? '' : `<<"${v}">>`}; expected all, any, all-with-x, or any-with-x`);
+      }
+    }
+  }
+  if (bind) vhost.bind(source, destination, routingKey, args);
+  else vhost.unbind(source, destination, routingKey, args);
+}

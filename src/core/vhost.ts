@@ -1,0 +1,312 @@
+import { randomBytes } from 'node:crypto';
+import { AmqpError } from '../protocol/errors';
+import { FieldTable, encodeTable, tableGet, fieldString } from '../protocol/field-table';
+import { Binding, Destination, Exchange, ExchangeOptions, isQueue } from './exchanges/exchange';
+import { createExchange, isExchangeType } from './exchanges/registry';
+import { DefaultExchange } from './exchanges/default';
+import type { Message } from './message';
+import { Queue, QueueDeletedReason, QueueObserver, QueueOptions } from './queue/queue';
+import { checkQueueEquivalence, checkExchangeEquivalence } from './equivalence';
+
+export interface ExchangeDeclare extends ExchangeOptions {
+  name: string;
+  type: string;
+  passive: boolean;
+}
+
+export interface QueueDeclare extends QueueOptions {
+  name: string;
+  passive: boolean;
+}
+
+const PREDECLARED: ReadonlyArray<[string, string]> = [
+  ['amq.direct', 'direct'],
+  ['amq.fanout', 'fanout'],
+  ['amq.topic', 'topic'],
+  ['amq.headers', 'headers'],
+  ['amq.match', 'headers'],
+];
+
+/** Hooks the rest of the broker hangs on the model (durability, management events). */
+export interface VHostListener {
+  queueDeleted?(queue: Queue, reason: QueueDeletedReason): void;
+}
+
+/**
+ * A virtual host: its exchanges, queues and bindings, and publish(). AMQP channels and the
+ * HTTP API both go through these methods, so every entry point enforces the same rules.
+ */
+export class VHost implements QueueObserver {
+  readonly exchanges = new Map<string, Exchange>();
+  readonly queues = new Map<string, Queue>();
+  /** Bindings by destination, so deleting a queue or exchange unbinds it without a scan. */
+  private readonly bindingsTo = new Map<Destination, Binding[]>();
+  private epoch = 0;
+  private readonly candidates: Destination[] = [];
+  private readonly pendingExchanges: Exchange[] = [];
+  private readonly routed: Queue[] = [];
+
+  constructor(
+    readonly name: string,
+    private readonly listener: VHostListener = {},
+  ) {
+    const opts = { durable: true, autoDelete: false, internal: false, arguments: [] as FieldTable };
+    this.exchanges.set('', new DefaultExchange(name, opts, this.queues));
+    for (const [x, type] of PREDECLARED) this.exchanges.set(x, createExchange(type, name, x, opts));
+  }
+
+  // ---- exchanges -------------------------------------------------------------------------
+
+  declareExchange(d: ExchangeDeclare): Exchange {
+    const existing = this.exchanges.get(d.name);
+    if (d.passive) {
+      if (existing === undefined) throw this.noExchange(d.name);
+      return existing;
+    }
+    if (d.name === '' ) throw new AmqpError('ACCESS_REFUSED', `operation not permitted on the default exchange`);
+    if (d.name.startsWith('amq.')) {
+      throw new AmqpError('ACCESS_REFUSED', `exchange name '${d.name}' contains reserved prefix 'amq.*'`);
+    }
+    if (!isExchangeType(d.type)) {
+      throw new AmqpError('COMMAND_INVALID', `unknown exchange type '${d.type}'`);
+    }
+    if (existing !== undefined) {
+      checkExchangeEquivalence(existing, d);
+      return existing;
+    }
+    const x = createExchange(d.type, this.name, d.name, d);
+    this.exchanges.set(d.name, x);
+    return x;
+  }
+
+  /** Exchanges named by clients; `forWrite` mirrors RabbitMQ's error for the default exchange. */
+  exchange(name: string): Exchange {
+    const x = this.exchanges.get(name);
+    if (x === undefined) throw this.noExchange(name);
+    return x;
+  }
+
+  deleteExchange(name: string, ifUnused: boolean): void {
+    if (name === '' || name.startsWith('amq.')) {
+      throw new AmqpError('ACCESS_REFUSED', name === ''
+        ? 'operation not permitted on the default exchange'
+        : `exchange name '${name}' contains reserved prefix 'amq.*'`);
+    }
+    const x = this.exchanges.get(name);
+    if (x === undefined) return; // RabbitMQ 3.x: deleting a missing exchange succeeds
+    if (ifUnused && x.bindings.length !== 0) {
+      throw new AmqpError('PRECONDITION_FAILED', `exchange '${name}' in vhost '${this.name}' in use`);
+    }
+    this.removeExchange(x);
+  }
+
+  // ---- queues ----------------------------------------------------------------------------
+
+  declareQueue(d: QueueDeclare, owner: object): { queue: Queue; created: boolean } {
+    let name = d.name;
+    if (name === '') {
+      if (d.passive) throw this.noQueue('');
+      name = `amq.gen-${randomBytes(16).toString('base64url')}`;
+    } else if (!d.passive && name.startsWith('amq.')) {
+      throw new AmqpError('ACCESS_REFUSED', `queue name '${name}' contains reserved prefix 'amq.*'`);
+    }
+    const existing = this.queues.get(name);
+    if (existing !== undefined) {
+      this.checkExclusiveAccess(existing, owner);
+      if (!d.passive) checkQueueEquivalence(existing, d);
+      return { queue: existing, created: false };
+    }
+    if (d.passive) throw this.noQueue(name);
+    const q = new Queue(this.name, name, d, this);
+    this.queues.set(name, q);
+    return { queue: q, created: true };
+  }
+
+  /** A queue the given connection may use: missing gives 404, someone else's exclusive queue 405. */
+  queue(name: string, owner: object): Queue {
+    const q = this.queues.get(name);
+    if (q === undefined) throw this.noQueue(name);
+    this.checkExclusiveAccess(q, owner);
+    return q;
+  }
+
+  deleteQueue(name: string, owner: object, ifUnused: boolean, ifEmpty: boolean): number {
+    const q = this.queues.get(name);
+    if (q === undefined) return 0; // RabbitMQ 3.x: deleting a missing queue succeeds with count 0
+    this.checkExclusiveAccess(q, owner);
+    if (ifUnused && q.consumerCount !== 0) {
+      throw new AmqpError('PRECONDITION_FAILED', `queue '${name}' in vhost '${this.name}' in use`);
+    }
+    if (ifEmpty && q.messageCount !== 0) {
+      throw new AmqpError('PRECONDITION_FAILED', `queue '${name}' in vhost '${this.name}' is not empty`);
+    }
+    return q.delete('deleted');
+  }
+
+  queueDeleted(queue: Queue, reason: QueueDeletedReason): void {
+    if (this.queues.get(queue.name) !== queue) return;
+    this.queues.delete(queue.name);
+    this.unbindAllTo(queue);
+    this.listener.queueDeleted?.(queue, reason);
+  }
+
+  // ---- bindings --------------------------------------------------------------------------
+
+  bind(source: Exchange, destination: Destination, routingKey: string, args: FieldTable): void {
+    if (source.name === '') throw this.defaultExchangeRefusal(destination);
+    if (!isQueue(destination) && destination.name === '') throw this.defaultExchangeRefusal(destination);
+    const b = this.makeBinding(source, destination, routingKey, args);
+    if (source.bind(b)) {
+      let list = this.bindingsTo.get(destination);
+      if (list === undefined) this.bindingsTo.set(destination, (list = []));
+      list.push(b);
+    }
+  }
+
+  unbind(source: Exchange, destination: Destination, routingKey: string, args: FieldTable): void {
+    if (source.name === '') throw this.defaultExchangeRefusal(destination);
+    if (!isQueue(destination) && destination.name === '') throw this.defaultExchangeRefusal(destination);
+    const b = source.unbind(destination, routingKey, argumentsKey(args));
+    if (b === undefined) return; // RabbitMQ 3.x treats a missing binding as already gone
+    this.forgetBinding(b);
+    this.maybeAutoDelete(source);
+  }
+
+  /** Every binding whose destination is `d` (management's /bindings/destination view). */
+  bindingsToDestination(d: Destination): readonly Binding[] {
+    return this.bindingsTo.get(d) ?? [];
+  }
+
+  // ---- publish ---------------------------------------------------------------------------
+
+  /**
+   * Route a message and enqueue it on every matching queue. Exchange-to-exchange bindings
+   * and alternate exchanges are followed with a work list and per-pass epoch marks instead
+   * of recursion and Sets, so cycles end and nothing is allocated per publish.
+   * Returns the number of queues that received the message.
+   */
+  publish(exchange: Exchange, msg: Message): number {
+    const queues = this.route(exchange, msg);
+    const n = queues.length;
+    for (let i = 0; i < n; i++) queues[i]!.enqueue(msg);
+    queues.length = 0;
+    return n;
+  }
+
+  /** The queues a message would reach; the returned array is reused by the next call. */
+  route(exchange: Exchange, msg: Message): Queue[] {
+    const epoch = ++this.epoch;
+    const out = this.routed;
+    const work = this.pendingExchanges;
+    const cand = this.candidates;
+    out.length = 0;
+    work.length = 0;
+    work.push(exchange);
+    exchange.routeEpoch = epoch;
+    exchange.stats.publishIn++;
+    while (work.length !== 0) {
+      const x = work.pop()!;
+      cand.length = 0;
+      x.route(msg, cand);
+      if (cand.length === 0) {
+        const ae = this.alternateOf(x);
+        if (ae !== undefined && ae.routeEpoch !== epoch) {
+          ae.routeEpoch = epoch;
+          work.push(ae);
+        }
+        continue;
+      }
+      for (let i = 0; i < cand.length; i++) {
+        const d = cand[i]!;
+        if (d.routeEpoch === epoch) continue;
+        d.routeEpoch = epoch;
+        if (isQueue(d)) out.push(d);
+        else work.push(d);
+      }
+    }
+    cand.length = 0;
+    if (out.length !== 0) exchange.stats.publishOut++;
+    return out;
+  }
+
+  // ---- connection teardown ---------------------------------------------------------------
+
+  /** An exclusive queue's owner closed: its queues go too (AMQP 0-9-1 §1.7.2.1.2). */
+  deleteExclusiveQueues(owner: object): void {
+    for (const q of [...this.queues.values()]) {
+      if (q.exclusiveOwner === owner) q.delete('owner-closed');
+    }
+  }
+
+  // ---- internals -------------------------------------------------------------------------
+
+  private alternateOf(x: Exchange): Exchange | undefined {
+    const v = tableGet(x.arguments, 'alternate-exchange');
+    if (v === undefined) return undefined;
+    const name = fieldString(v);
+    return name === undefined ? undefined : this.exchanges.get(name);
+  }
+
+  private checkExclusiveAccess(q: Queue, owner: object): void {
+    if (q.exclusiveOwner !== null && q.exclusiveOwner !== owner) {
+      throw new AmqpError(
+        'RESOURCE_LOCKED',
+        `cannot obtain exclusive access to locked queue '${q.name}' in vhost '${this.name}'. ` +
+          `It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.`,
+      );
+    }
+  }
+
+  private makeBinding(source: Exchange, destination: Destination, routingKey: string, args: FieldTable): Binding {
+    return { source, destination, routingKey, arguments: args, argumentsKey: argumentsKey(args) };
+  }
+
+  private removeExchange(x: Exchange): void {
+    x.deleted = true;
+    this.exchanges.delete(x.name);
+    for (const b of [...x.bindings]) {
+      x.unbind(b.destination, b.routingKey, b.argumentsKey);
+      this.forgetBinding(b);
+    }
+    this.unbindAllTo(x);
+  }
+
+  private unbindAllTo(d: Destination): void {
+    const list = this.bindingsTo.get(d);
+    if (list === undefined) return;
+    this.bindingsTo.delete(d);
+    for (const b of list) {
+      b.source.unbind(d, b.routingKey, b.argumentsKey);
+      this.maybeAutoDelete(b.source);
+    }
+  }
+
+  private forgetBinding(b: Binding): void {
+    const list = this.bindingsTo.get(b.destination);
+    if (list === undefined) return;
+    const at = list.indexOf(b);
+    if (at >= 0) list.splice(at, 1);
+    if (list.length === 0) this.bindingsTo.delete(b.destination);
+  }
+
+  /** An auto-delete exchange goes when its last binding as a source goes. */
+  private maybeAutoDelete(x: Exchange): void {
+    if (x.autoDelete && !x.deleted && x.bindings.length === 0) this.removeExchange(x);
+  }
+
+  private defaultExchangeRefusal(_d: Destination): AmqpError {
+    return new AmqpError('ACCESS_REFUSED', `operation not permitted on the default exchange`);
+  }
+
+  noExchange(name: string): AmqpError {
+    return new AmqpError('NOT_FOUND', `no exchange '${name}' in vhost '${this.name}'`);
+  }
+
+  noQueue(name: string): AmqpError {
+    return new AmqpError('NOT_FOUND', `no queue '${name}' in vhost '${this.name}'`);
+  }
+}
+
+function argumentsKey(args: FieldTable): string {
+  return args.length === 0 ? '' : encodeTable(args).toString('latin1');
+}
