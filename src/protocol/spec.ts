@@ -123,7 +123,7 @@ function decodePublish(buf: Buffer, p: number, end: number): MethodOf<'BasicPubl
   const exLen = buf[p + 2]!;
   p += 3;
   if (end - p < exLen + 2) malformed(K_PUBLISH, 'truncated');
-  const exchange = exLen === 0 ? '' : buf.toString('utf8', p, p + exLen);
+  const exchange = exLen === 0 ? '' : exchangeName(buf, p, exLen);
   p += exLen;
   const rkLen = buf[p]!;
   p += 1;
@@ -131,6 +131,25 @@ function decodePublish(buf: Buffer, p: number, end: number): MethodOf<'BasicPubl
   const routingKey = rkLen === 0 ? '' : buf.toString('utf8', p, p + rkLen);
   const bits = buf[p + rkLen]!;
   return { key: K_PUBLISH, exchange, routingKey, mandatory: (bits & 1) !== 0, immediate: (bits & 2) !== 0 };
+}
+
+// Publishers nearly always repeat the exchange, so the last name decoded is reused when the
+// bytes match; that skips a string allocation per publish. Only ASCII bytes count as a match,
+// so a hit always decodes to exactly the cached string.
+let lastExchange = '';
+
+function exchangeName(buf: Buffer, p: number, n: number): string {
+  const prev = lastExchange;
+  if (prev.length === n) {
+    let i = 0;
+    while (i < n) {
+      const c = buf[p + i]!;
+      if (c >= 0x80 || prev.charCodeAt(i) !== c) break;
+      i++;
+    }
+    if (i === n) return prev;
+  }
+  return (lastExchange = buf.toString('utf8', p, p + n));
 }
 
 function decodeAck(buf: Buffer, p: number, end: number): MethodOf<'BasicAck'> {

@@ -366,9 +366,13 @@ export class Collector<M = ConsumeMessage> {
   cancelled = false;
   private waiters: Array<() => void> = [];
 
+  /** Other collectors that also receive everything pushed here (e.g. one sink for several consumers). */
+  readonly forwardTo: Collector<M>[] = [];
+
   push(m: M): void {
     this.messages.push(m);
     this.wake();
+    for (const f of this.forwardTo) f.push(m);
   }
 
   markCancelled(): void {
@@ -411,9 +415,15 @@ export interface Consumer extends Collector {
   consumerTag: string;
 }
 
-/** basic.consume into a Collector. */
-export async function consume(ch: Channel, queue: string, options: Options.Consume = {}): Promise<Consumer> {
+/** basic.consume into a Collector; deliveries are also pushed into `sink` when given. */
+export async function consume(
+  ch: Channel,
+  queue: string,
+  options: Options.Consume = {},
+  sink?: Collector,
+): Promise<Consumer> {
   const c = new Collector();
+  if (sink) c.forwardTo.push(sink);
   const ok = await ch.consume(
     queue,
     (m) => {

@@ -162,6 +162,17 @@ describe('decode errors', () => {
     assert.equal((decodeMethod(publish, 0, publish.length) as { routingKey: string }).routingKey.length, 2);
   });
 
+  it('reusing the last exchange name never changes what a publish decodes to', () => {
+    const publish = (exchange: string): Buffer => hex(`003c0028 0000 ${exchange} 00 00`);
+    const exchangeOf = (b: Buffer): string => (decodeMethod(b, 0, b.length) as { exchange: string }).exchange;
+    assert.equal(exchangeOf(publish('02 6578')), 'ex');
+    assert.equal(exchangeOf(publish('02 6578')), 'ex');
+    assert.equal(exchangeOf(publish('02 6579')), 'ey');
+    assert.equal(exchangeOf(publish('02 c3a9')), 'é');
+    // One byte 0xE9 has the char code of the cached 'é' but is not valid UTF-8 on its own.
+    assert.equal(exchangeOf(publish('01 e9')), '\ufffd');
+  });
+
   it('decodes within the given window of a larger buffer', () => {
     const frame = encodeMethodFrame(3, { key: M.BasicAck, deliveryTag: 77, multiple: false });
     assert.deepEqual(decodeMethod(frame, 7, frame.length - 1), { key: M.BasicAck, deliveryTag: 77, multiple: false });
