@@ -2,9 +2,9 @@ import type { Socket } from 'node:net';
 import { AccessContext } from '../auth/users';
 import type { VHost } from '../core/vhost';
 import type { Logger } from '../observability/logger';
-import { AmqpError } from '../protocol/errors';
+import { AmqpError, erlangBinary } from '../protocol/errors';
 import { decodeTableWithin, fieldString, tableGet } from '../protocol/field-table';
-import { FRAME_HEARTBEAT, FRAME_METHOD, FrameReader, FrameSink } from '../protocol/frame-reader';
+import { FRAME_BODY, FRAME_HEARTBEAT, FRAME_METHOD, FrameReader, FrameSink } from '../protocol/frame-reader';
 import { FrameWriter } from '../protocol/frame-writer';
 import { decodeMethod, encodeMethodFrame, M, Method } from '../protocol/spec';
 import type { BrokerContext } from './broker-context';
@@ -134,7 +134,7 @@ export class Connection implements FrameSink {
       versionMajor: 0,
       versionMinor: 9,
       serverProperties: serverProperties(this.broker.version, this.broker.config.clusterName),
-      mechanisms: Buffer.from('PLAIN AMQPLAIN'),
+      mechanisms: Buffer.from('AMQPLAIN PLAIN'),
       locales: Buffer.from('en_US'),
     });
     return have.subarray(8);
@@ -142,7 +142,7 @@ export class Connection implements FrameSink {
 
   onFrame(type: number, channel: number, buf: Buffer, start: number, end: number): void {
     if (type === FRAME_HEARTBEAT) {
-      if (channel !== 0) throw new AmqpError('FRAME_ERROR', `heartbeat frame on channel ${channel}`);
+      if (channel !== 0) throw new AmqpError('UNEXPECTED_FRAME', `type 8, all octets = ${erlangBinary(buf.subarray(start, end))}`);
       return;
     }
     if (this.state === 'closing') {
@@ -152,6 +152,9 @@ export class Connection implements FrameSink {
         if (m.key === M.ConnectionCloseOk || m.key === M.ConnectionClose) this.finishClose(m.key === M.ConnectionClose);
       }
       return;
+    }
+    if (type < FRAME_METHOD || type > FRAME_BODY) {
+      throw new AmqpError('FRAME_ERROR', `type ${type}, all octets = ${erlangBinary(buf.subarray(start, end))}: unknown_frame`);
     }
     if (channel === 0) {
       if (type !== FRAME_METHOD) throw new AmqpError('UNEXPECTED_FRAME', `expected method frame on channel 0, got frame type ${type}`);
@@ -166,8 +169,8 @@ export class Connection implements FrameSink {
       if (type !== FRAME_METHOD) throw new AmqpError('CHANNEL_ERROR', `expected 'channel.open'`);
       const m = decodeMethod(buf, start, end);
       if (m.key !== M.ChannelOpen) throw new AmqpError('CHANNEL_ERROR', `expected 'channel.open'`, m.key >>> 16, m.key & 0xffff);
-      if (channel > this.channelMax) {
-        throw new AmqpError('CHANNEL_ERROR', `channel ${channel} is above the negotiated channel_max ${this.channelMax}`, 20, 10);
+      if (this.channels.size >= this.channelMax) {
+        throw new AmqpError('NOT_ALLOWED', `number of channels opened (${this.channels.size}) has reached the negotiated channel_max (${this.channelMax})`, 20, 10);
       }
       ch = new Channel(channel, this, { vhost: this.vhost!, access: this.access! });
       this.channels.set(channel, ch);
@@ -212,7 +215,7 @@ export class Connection implements FrameSink {
       case M.ConnectionUnblocked:
         return;
       default:
-        throw new AmqpError('COMMAND_INVALID', `unexpected method on channel 0`, m.key >>> 16, m.key & 0xffff);
+        throw new AmqpError('CHANNEL_ERROR', `unexpected method in connection state running`, m.key >>> 16, m.key & 0xffff);
     }
   }
 

@@ -1,5 +1,6 @@
 import type { Destination } from '../core/exchanges/exchange';
-import { AmqpError } from '../protocol/errors';
+import { AmqpError, erlangBinary } from '../protocol/errors';
+import { fieldDisplay, fieldTypeName } from '../protocol/field-compare';
 import { fieldString, tableGet } from '../protocol/field-table';
 import { M, Method } from '../protocol/spec';
 import type { Channel } from './channel';
@@ -112,9 +113,12 @@ function bindOrUnbind(
   if (bind && source.type === 'headers') {
     const xMatch = tableGet(args, 'x-match');
     if (xMatch !== undefined) {
-      const v = fieldString(xMatch);
-      if (v === undefined || !X_MATCH.has(v)) {
-        throw new AmqpError('PRECONDITION_FAILED', `Invalid x-match field value ${v === undefined ? '' : `<<"${v}">>`}; expected all, any, all-with-x, or any-with-x`);
+      if (xMatch.type !== 'S') {
+        throw new AmqpError('PRECONDITION_FAILED', `Invalid x-match field type ${fieldTypeName(xMatch)} (value ${fieldDisplay(xMatch)}); expected longstr`);
+      }
+      const v = fieldString(xMatch)!;
+      if (!X_MATCH.has(v)) {
+        throw new AmqpError('PRECONDITION_FAILED', `Invalid x-match field value ${erlangBinary(xMatch.value)}; expected all, any, all-with-x, or any-with-x`);
       }
     }
   }

@@ -37,14 +37,31 @@ function describeArg(v: FieldValue | undefined): string {
   return `the value '${fieldDisplay(v)}' of type '${fieldTypeName(v)}'`;
 }
 
+/** A bare value as RabbitMQ's val/1 prints it when both sides are present. */
+function bare(v: FieldValue): string {
+  return `'${fieldDisplay(v)}'`;
+}
+
 function checkArgs(current: FieldTable, requested: FieldTable, keys: readonly string[], what: string): void {
   for (const key of keys) {
-    const a = tableGet(current, key);
-    const b = tableGet(requested, key);
+    let a = tableGet(current, key);
+    let b = tableGet(requested, key);
+    // A queue declared without x-queue-type is a classic queue.
+    if (key === 'x-queue-type') {
+      if (a === undefined && b !== undefined && isClassic(b)) continue;
+      if (b === undefined && a !== undefined && isClassic(a)) continue;
+    }
     if (a === undefined && b === undefined) continue;
-    if (a !== undefined && b !== undefined && fieldsEqualByClass(a, b)) continue;
+    if (a !== undefined && b !== undefined) {
+      if (fieldsEqualByClass(a, b)) continue;
+      fail(key, what, bare(b), bare(a));
+    }
     fail(key, what, describeArg(b), describeArg(a));
   }
+}
+
+function isClassic(v: FieldValue): boolean {
+  return v.type === 'S' && v.value.toString() === 'classic';
 }
 
 export function checkQueueEquivalence(q: Queue, d: QueueDeclare): void {

@@ -7,6 +7,7 @@ import { DefaultExchange } from './exchanges/default';
 import type { Message } from './message';
 import { Queue, QueueDeletedReason, QueueObserver, QueueOptions } from './queue/queue';
 import { checkQueueEquivalence, checkExchangeEquivalence } from './equivalence';
+import { validateQueueArguments } from './queue/arguments';
 
 export interface ExchangeDeclare extends ExchangeOptions {
   name: string;
@@ -52,27 +53,36 @@ export class VHost implements QueueObserver {
   ) {
     const opts = { durable: true, autoDelete: false, internal: false, arguments: [] as FieldTable };
     this.exchanges.set('', new DefaultExchange(name, opts, this.queues));
-    for (const [x, type] of PREDECLARED) this.exchanges.set(x, createExchange(type, name, x, opts));
+    for (const [x, type] of PREDECLARED) this.addSystemExchange(createExchange(type, name, x, opts));
+    this.addSystemExchange(createExchange('topic', name, 'amq.rabbitmq.trace', { ...opts, internal: true }));
   }
 
   // ---- exchanges -------------------------------------------------------------------------
 
+  /** Pre-declared exchanges; they cannot be deleted. */
+  private readonly system = new Set<Exchange>();
+
+  private addSystemExchange(x: Exchange): void {
+    this.system.add(x);
+    this.exchanges.set(x.name, x);
+  }
+
   declareExchange(d: ExchangeDeclare): Exchange {
+    if (d.name === '') throw new AmqpError('ACCESS_REFUSED', `operation not permitted on the default exchange`);
     const existing = this.exchanges.get(d.name);
     if (d.passive) {
       if (existing === undefined) throw this.noExchange(d.name);
       return existing;
     }
-    if (d.name === '' ) throw new AmqpError('ACCESS_REFUSED', `operation not permitted on the default exchange`);
+    if (existing !== undefined) {
+      checkExchangeEquivalence(existing, d);
+      return existing;
+    }
     if (d.name.startsWith('amq.')) {
       throw new AmqpError('ACCESS_REFUSED', `exchange name '${d.name}' contains reserved prefix 'amq.*'`);
     }
     if (!isExchangeType(d.type)) {
       throw new AmqpError('COMMAND_INVALID', `unknown exchange type '${d.type}'`);
-    }
-    if (existing !== undefined) {
-      checkExchangeEquivalence(existing, d);
-      return existing;
     }
     const x = createExchange(d.type, this.name, d.name, d);
     this.exchanges.set(d.name, x);
@@ -87,13 +97,12 @@ export class VHost implements QueueObserver {
   }
 
   deleteExchange(name: string, ifUnused: boolean): void {
-    if (name === '' || name.startsWith('amq.')) {
-      throw new AmqpError('ACCESS_REFUSED', name === ''
-        ? 'operation not permitted on the default exchange'
-        : `exchange name '${name}' contains reserved prefix 'amq.*'`);
-    }
+    if (name === '') throw new AmqpError('ACCESS_REFUSED', 'operation not permitted on the default exchange');
     const x = this.exchanges.get(name);
     if (x === undefined) return; // RabbitMQ 3.x: deleting a missing exchange succeeds
+    if (this.system.has(x)) {
+      throw new AmqpError('ACCESS_REFUSED', `deletion of system exchange '${name}' in vhost '${this.name}' not allowed`);
+    }
     if (ifUnused && x.bindings.length !== 0) {
       throw new AmqpError('PRECONDITION_FAILED', `exchange '${name}' in vhost '${this.name}' in use`);
     }
@@ -117,6 +126,7 @@ export class VHost implements QueueObserver {
       return { queue: existing, created: false };
     }
     if (d.passive) throw this.noQueue(name);
+    validateQueueArguments(name, this.name, d.arguments);
     const q = new Queue(this.name, name, d, this);
     this.queues.set(name, q);
     return { queue: q, created: true };
@@ -138,7 +148,7 @@ export class VHost implements QueueObserver {
       throw new AmqpError('PRECONDITION_FAILED', `queue '${name}' in vhost '${this.name}' in use`);
     }
     if (ifEmpty && q.messageCount !== 0) {
-      throw new AmqpError('PRECONDITION_FAILED', `queue '${name}' in vhost '${this.name}' is not empty`);
+      throw new AmqpError('PRECONDITION_FAILED', `queue '${name}' in vhost '${this.name}' not empty`);
     }
     return q.delete('deleted');
   }
@@ -185,29 +195,44 @@ export class VHost implements QueueObserver {
    * of recursion and Sets, so cycles end and nothing is allocated per publish.
    * Returns the number of queues that received the message.
    */
-  publish(exchange: Exchange, msg: Message): number {
-    const queues = this.route(exchange, msg);
+  publish(exchange: Exchange, msg: Message, extraKeys: readonly string[] | null = null): number {
+    const queues = this.route(exchange, msg, extraKeys);
     const n = queues.length;
     for (let i = 0; i < n; i++) queues[i]!.enqueue(msg);
     queues.length = 0;
     return n;
   }
 
-  /** The queues a message would reach; the returned array is reused by the next call. */
-  route(exchange: Exchange, msg: Message): Queue[] {
-    const epoch = ++this.epoch;
+  /**
+   * The queues a message would reach; the returned array is reused by the next call.
+   * extraKeys are sender-selected (CC/BCC) routing keys tried after the message's own.
+   */
+  route(exchange: Exchange, msg: Message, extraKeys: readonly string[] | null = null): Queue[] {
+    // Queues are marked once per publish (deduplicated across CC/BCC keys); exchanges once
+    // per key, since another key may legitimately route through the same exchange again.
+    const publishMark = ++this.epoch;
+    const out = this.routed;
+    out.length = 0;
+    exchange.stats.publishIn++;
+    this.routeKey(exchange, msg, msg.routingKey, publishMark, ++this.epoch);
+    if (extraKeys !== null) {
+      for (const key of extraKeys) this.routeKey(exchange, msg, key, publishMark, ++this.epoch);
+    }
+    if (out.length !== 0) exchange.stats.publishOut++;
+    return out;
+  }
+
+  private routeKey(exchange: Exchange, msg: Message, key: string, publishMark: number, epoch: number): void {
     const out = this.routed;
     const work = this.pendingExchanges;
     const cand = this.candidates;
-    out.length = 0;
     work.length = 0;
     work.push(exchange);
     exchange.routeEpoch = epoch;
-    exchange.stats.publishIn++;
     while (work.length !== 0) {
       const x = work.pop()!;
       cand.length = 0;
-      x.route(msg, cand);
+      x.route(msg, key, cand);
       if (cand.length === 0) {
         const ae = this.alternateOf(x);
         if (ae !== undefined && ae.routeEpoch !== epoch) {
@@ -218,15 +243,17 @@ export class VHost implements QueueObserver {
       }
       for (let i = 0; i < cand.length; i++) {
         const d = cand[i]!;
-        if (d.routeEpoch === epoch) continue;
-        d.routeEpoch = epoch;
-        if (isQueue(d)) out.push(d);
-        else work.push(d);
+        if (isQueue(d)) {
+          if (d.routeEpoch === publishMark) continue;
+          d.routeEpoch = publishMark;
+          out.push(d);
+        } else if (d.routeEpoch !== epoch) {
+          d.routeEpoch = epoch;
+          work.push(d);
+        }
       }
     }
     cand.length = 0;
-    if (out.length !== 0) exchange.stats.publishOut++;
-    return out;
   }
 
   // ---- connection teardown ---------------------------------------------------------------

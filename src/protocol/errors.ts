@@ -69,3 +69,17 @@ export class AmqpError extends Error {
     return this;
   }
 }
+
+/** Bytes as Erlang prints a binary with ~p, which RabbitMQ's frame-error texts embed. */
+export function erlangBinary(b: Buffer): string {
+  if (b.length === 0) return '<<>>';
+  let printable = true;
+  for (const c of b) {
+    if (c < 32 || c > 126) {
+      printable = false;
+      break;
+    }
+  }
+  if (printable) return `<<"${b.toString('latin1').replace(/["\\]/g, '\\$&')}">>`;
+  return `<<${[...b].join(',')}>>`;
+}

@@ -66,3 +66,33 @@ export function fieldDisplay(v: FieldValue): string {
       return String(v.value);
   }
 }
+
+function numeric(v: FieldValue): number | undefined {
+  switch (v.type) {
+    case 'b': case 'B': case 's': case 'u': case 'I': case 'i': case 'f': case 'd':
+      return v.value;
+    case 'l': case 'L': case 'T':
+      return Number(v.value);
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * Header equality as RabbitMQ's headers exchange sees it: Erlang's == on the decoded values,
+ * so numbers of any width (timestamps included) and floats compare by value, long strings
+ * equal byte arrays with the same bytes, and arrays and tables compare exactly.
+ */
+export function headerValuesEqual(a: FieldValue, b: FieldValue): boolean {
+  const x = numeric(a);
+  if (x !== undefined) {
+    const y = numeric(b);
+    return y !== undefined && x === y;
+  }
+  if (a.type === 'S' || a.type === 'x') {
+    return (b.type === 'S' || b.type === 'x') && a.value.equals(b.value);
+  }
+  if (a.type === 't') return b.type === 't' && a.value === b.value;
+  if (a.type === 'V') return b.type === 'V';
+  return fieldsEqualByClass(a, b) && a.type === b.type;
+}

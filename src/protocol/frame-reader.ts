@@ -1,4 +1,4 @@
-import { AmqpError } from './errors';
+import { AmqpError, erlangBinary } from './errors';
 
 export const FRAME_METHOD = 1;
 export const FRAME_HEADER = 2;
@@ -104,7 +104,7 @@ export class FrameReader {
     const type = buf[pos]!;
     const end = pos + FRAME_HEADER_SIZE + size;
     if (buf[end] !== FRAME_END) {
-      throw new AmqpError('FRAME_ERROR', `invalid frame end marker: ${buf[end]}`);
+      throw new AmqpError('FRAME_ERROR', `type ${type}, all octets = ${erlangBinary(buf.subarray(pos + FRAME_HEADER_SIZE, end))}: {invalid_frame_end_marker,${buf[end]}}`);
     }
     this.sink.onFrame(type, buf.readUInt16BE(pos + 1), buf, pos + FRAME_HEADER_SIZE, end);
   }

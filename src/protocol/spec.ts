@@ -8,20 +8,20 @@
 //    connection.close. We raise COMMAND_INVALID (a hard error), the code RabbitMQ's channel uses
 //    for a method it decodes but does not handle ("unimplemented method"), so the client at least
 //    hears why.
-//  - arguments that do not fill the payload exactly (short, or with trailing bytes), malformed
-//    tables, and invalid UTF-8 in the shortstrs of content-less methods: RabbitMQ answers
-//    FRAME_ERROR ("cannot decode ..." / "Malformed UTF-8 in shortstr"); we use DECODE_ERROR below
-//    (SYNTAX_ERROR as the design asks). Both are hard errors closing the connection.
+//  - arguments that do not fill the payload exactly (short, or with trailing bytes): FRAME_ERROR
+//    "cannot decode <<...>>" (the argument bytes in Erlang notation) naming the method, exactly as
+//    RabbitMQ's decode_method_fields fallback. A malformed table argument gets the same answer;
+//    RabbitMQ crashes the reader there (parse_table has no error clause), which helps nobody.
+//  - invalid UTF-8 in a shortstr of a content-less method: FRAME_ERROR "Malformed UTF-8 in
+//    shortstr" with class/method 0, as RabbitMQ's assert_utf8 raises it without a method.
+//  - a payload too short to hold the ids: FRAME_ERROR in rabbit_reader's unknown_frame wording.
 
 import { isUtf8 } from 'node:buffer';
-import { AmqpError, ReplyName } from './errors';
+import { AmqpError } from './errors';
 import { decodeTableWithin, tableByteLength, writeTable, FieldTable } from './field-table';
 import { FieldKind, METHOD_DEFS, Method, MethodName, MethodOf } from './method-table';
 
 export type { FieldKind, Method, MethodName, MethodOf, MethodByKey } from './method-table';
-
-/** Reply used for method arguments that cannot be decoded. RabbitMQ itself says FRAME_ERROR. */
-export const DECODE_ERROR: ReplyName = 'SYNTAX_ERROR';
 
 export function methodKey(classId: number, methodId: number): number {
   return ((classId << 16) | methodId) >>> 0;
@@ -61,7 +61,7 @@ for (const d of Object.values(METHOD_DEFS) as Array<{ key: number; name: string;
   const ops: Op[] = [];
   let bit = -1;
   for (const [name, kind] of d.fields) {
-    // Consecutive bits share an octet, eight at most (spec 4.2.5.2).
+    // Consecutive bits share an octet, eight at most, as the spec packs them.
     bit = kind === 'bit' ? (bit === -1 || bit === 7 ? 0 : bit + 1) : -1;
     ops.push({ name, kind, bit });
   }
@@ -85,8 +85,20 @@ const K_ACK = 0x003c_0050;
 const K_REJECT = 0x003c_005a;
 const K_NACK = 0x003c_0078;
 
-function malformed(key: number, why: string): never {
-  throw new AmqpError(DECODE_ERROR, `cannot decode ${methodName(key)} arguments: ${why}`, key >>> 16, key & 0xffff);
+/** `start`..`end` are the argument bytes (after the ids), rendered as RabbitMQ's ~w does. */
+function malformed(key: number, buf: Buffer, start: number, end: number): never {
+  throw new AmqpError('FRAME_ERROR', `cannot decode ${erlangBinary(buf, start, end)}`, key >>> 16, key & 0xffff);
+}
+
+// A reply text is cut to 255 characters and every byte renders as at least two, so 128 bytes
+// are enough to fill it; the rest would only cost time on a hostile, huge frame.
+const RENDER_MAX = 128;
+
+function erlangBinary(buf: Buffer, start: number, end: number): string {
+  const stop = Math.min(end, start + RENDER_MAX);
+  const parts: number[] = [];
+  for (let i = start; i < stop; i++) parts.push(buf[i]!);
+  return `<<${parts.join(',')}${stop < end ? ',...' : ''}>>`;
 }
 
 function readLongLong(buf: Buffer, p: number): number {
@@ -99,7 +111,9 @@ function readLongLong(buf: Buffer, p: number): number {
  */
 export function decodeMethod(buf: Buffer, start: number, end: number): Method {
   if (start < 0 || end > buf.length || start > end) throw new RangeError(`bad method payload bounds ${start}..${end}`);
-  if (end - start < 4) throw new AmqpError(DECODE_ERROR, 'method frame too short for class and method ids');
+  if (end - start < 4) {
+    throw new AmqpError('FRAME_ERROR', `type 1, all octets = ${erlangBinary(buf, start, end)}: unknown_frame`);
+  }
   const key = buf.readUInt32BE(start);
   const p = start + 4;
   switch (key) {
@@ -117,17 +131,17 @@ export function decodeMethod(buf: Buffer, start: number, end: number): Method {
   return decodeGeneric(d, buf, p, end);
 }
 
-function decodePublish(buf: Buffer, p: number, end: number): MethodOf<'BasicPublish'> {
+function decodePublish(buf: Buffer, start: number, end: number): MethodOf<'BasicPublish'> {
   // ticket(2) exchange(1+n) routing-key(1+n) bits(1)
-  if (end - p < 5) malformed(K_PUBLISH, 'truncated');
-  const exLen = buf[p + 2]!;
-  p += 3;
-  if (end - p < exLen + 2) malformed(K_PUBLISH, 'truncated');
+  if (end - start < 5) malformed(K_PUBLISH, buf, start, end);
+  const exLen = buf[start + 2]!;
+  let p = start + 3;
+  if (end - p < exLen + 2) malformed(K_PUBLISH, buf, start, end);
   const exchange = exLen === 0 ? '' : exchangeName(buf, p, exLen);
   p += exLen;
   const rkLen = buf[p]!;
   p += 1;
-  if (end - p !== rkLen + 1) malformed(K_PUBLISH, end - p < rkLen + 1 ? 'truncated' : 'trailing bytes');
+  if (end - p !== rkLen + 1) malformed(K_PUBLISH, buf, start, end);
   const routingKey = rkLen === 0 ? '' : buf.toString('utf8', p, p + rkLen);
   const bits = buf[p + rkLen]!;
   return { key: K_PUBLISH, exchange, routingKey, mandatory: (bits & 1) !== 0, immediate: (bits & 2) !== 0 };
@@ -153,70 +167,71 @@ function exchangeName(buf: Buffer, p: number, n: number): string {
 }
 
 function decodeAck(buf: Buffer, p: number, end: number): MethodOf<'BasicAck'> {
-  if (end - p !== 9) malformed(K_ACK, end - p < 9 ? 'truncated' : 'trailing bytes');
+  if (end - p !== 9) malformed(K_ACK, buf, p, end);
   return { key: K_ACK, deliveryTag: readLongLong(buf, p), multiple: (buf[p + 8]! & 1) !== 0 };
 }
 
 function decodeNack(buf: Buffer, p: number, end: number): MethodOf<'BasicNack'> {
-  if (end - p !== 9) malformed(K_NACK, end - p < 9 ? 'truncated' : 'trailing bytes');
+  if (end - p !== 9) malformed(K_NACK, buf, p, end);
   const bits = buf[p + 8]!;
   return { key: K_NACK, deliveryTag: readLongLong(buf, p), multiple: (bits & 1) !== 0, requeue: (bits & 2) !== 0 };
 }
 
 function decodeReject(buf: Buffer, p: number, end: number): MethodOf<'BasicReject'> {
-  if (end - p !== 9) malformed(K_REJECT, end - p < 9 ? 'truncated' : 'trailing bytes');
+  if (end - p !== 9) malformed(K_REJECT, buf, p, end);
   return { key: K_REJECT, deliveryTag: readLongLong(buf, p), requeue: (buf[p + 8]! & 1) !== 0 };
 }
 
-function decodeGeneric(d: Compiled, buf: Buffer, p: number, end: number): Method {
+function decodeGeneric(d: Compiled, buf: Buffer, start: number, end: number): Method {
+  let p = start;
   const out: Record<string, unknown> = { key: d.key };
   let bits = 0;
   for (const op of d.ops) {
     let v: unknown;
     switch (op.kind) {
       case 'octet':
-        if (end - p < 1) malformed(d.key, 'truncated');
+        if (end - p < 1) malformed(d.key, buf, start, end);
         v = buf[p];
         p += 1;
         break;
       case 'short':
-        if (end - p < 2) malformed(d.key, 'truncated');
+        if (end - p < 2) malformed(d.key, buf, start, end);
         v = buf.readUInt16BE(p);
         p += 2;
         break;
       case 'long':
-        if (end - p < 4) malformed(d.key, 'truncated');
+        if (end - p < 4) malformed(d.key, buf, start, end);
         v = buf.readUInt32BE(p);
         p += 4;
         break;
       case 'longlong':
-        if (end - p < 8) malformed(d.key, 'truncated');
+        if (end - p < 8) malformed(d.key, buf, start, end);
         v = readLongLong(buf, p);
         p += 8;
         break;
       case 'shortstr': {
-        if (end - p < 1) malformed(d.key, 'truncated');
+        if (end - p < 1) malformed(d.key, buf, start, end);
         const n = buf[p]!;
         p += 1;
-        if (end - p < n) malformed(d.key, 'truncated');
+        if (end - p < n) malformed(d.key, buf, start, end);
         // RabbitMQ checks UTF-8 only where no content follows, to keep publish cheap.
-        if (!d.content) assertUtf8(d.key, buf, p, p + n);
+        if (!d.content) assertUtf8(buf, p, p + n);
         v = buf.toString('utf8', p, p + n);
         p += n;
         break;
       }
       case 'longstr': {
-        if (end - p < 4) malformed(d.key, 'truncated');
+        if (end - p < 4) malformed(d.key, buf, start, end);
         const n = buf.readUInt32BE(p);
         p += 4;
-        if (end - p < n) malformed(d.key, 'truncated');
+        if (end - p < n) malformed(d.key, buf, start, end);
         v = Buffer.from(buf.subarray(p, p + n));
         p += n;
         break;
       }
       case 'bit':
         if (op.bit === 0) {
-          if (end - p < 1) malformed(d.key, 'truncated');
+          if (end - p < 1) malformed(d.key, buf, start, end);
           bits = buf[p]!;
           p += 1;
         }
@@ -227,7 +242,8 @@ function decodeGeneric(d: Compiled, buf: Buffer, p: number, end: number): Method
         try {
           r = decodeTableWithin(buf, p, end);
         } catch (e) {
-          throw e instanceof AmqpError ? e.at(d.key >>> 16, d.key & 0xffff) : e;
+          if (e instanceof AmqpError) malformed(d.key, buf, start, end);
+          throw e;
         }
         v = r.table;
         p = r.end;
@@ -236,14 +252,14 @@ function decodeGeneric(d: Compiled, buf: Buffer, p: number, end: number): Method
     }
     if (op.name !== '') out[op.name] = v;
   }
-  if (p !== end) malformed(d.key, 'trailing bytes');
+  if (p !== end) malformed(d.key, buf, start, end);
   return out as unknown as Method;
 }
 
-function assertUtf8(key: number, buf: Buffer, a: number, b: number): void {
+function assertUtf8(buf: Buffer, a: number, b: number): void {
   for (let i = a; i < b; i++) {
     if (buf[i]! >= 0x80) {
-      if (!isUtf8(buf.subarray(a, b))) malformed(key, 'Malformed UTF-8 in shortstr');
+      if (!isUtf8(buf.subarray(a, b))) throw new AmqpError('FRAME_ERROR', 'Malformed UTF-8 in shortstr');
       return;
     }
   }

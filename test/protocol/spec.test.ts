@@ -27,7 +27,7 @@ function decodeFrame(frame: Buffer): Method {
 }
 
 function isDecodeError(e: unknown): boolean {
-  return e instanceof AmqpError && e.replyName === 'SYNTAX_ERROR';
+  return e instanceof AmqpError && e.replyName === 'FRAME_ERROR';
 }
 
 describe('method keys and names', () => {
@@ -119,8 +119,24 @@ describe('decode errors', () => {
     }
   });
 
-  it('payload shorter than the ids', () => {
-    assert.throws(() => decodeMethod(hex('003c'), 0, 2), isDecodeError);
+  it('payload shorter than the ids is FRAME_ERROR in rabbit_reader\'s words', () => {
+    assert.throws(() => decodeMethod(hex('003c'), 0, 2), (e: unknown) =>
+      isDecodeError(e) && (e as AmqpError).replyText === 'FRAME_ERROR - type 1, all octets = <<0,60>>: unknown_frame');
+  });
+
+  it('undecodable arguments are FRAME_ERROR "cannot decode <<bytes>>" naming the method, as RabbitMQ', () => {
+    const p = hex('0032000a 0000');
+    assert.throws(() => decodeMethod(p, 0, p.length), (e: unknown) =>
+      e instanceof AmqpError && e.code === 501 && e.replyText === 'FRAME_ERROR - cannot decode <<0,0>>' && e.classId === 50 && e.methodId === 10);
+    const ack = hex('003c0050 00000000000000ff 0100');
+    assert.throws(() => decodeMethod(ack, 0, ack.length), (e: unknown) =>
+      e instanceof AmqpError && e.replyText === 'FRAME_ERROR - cannot decode <<0,0,0,0,0,0,0,255,1,0>>' && e.classId === 60 && e.methodId === 80);
+  });
+
+  it('a huge undecodable payload renders only what fits in a reply text', () => {
+    const p = Buffer.concat([hex('003c0028'), Buffer.alloc(100000, 7)]);
+    assert.throws(() => decodeMethod(p, 0, p.length), (e: unknown) =>
+      e instanceof AmqpError && e.replyText.length > 255 && e.replyText.length < 400 && e.replyText.endsWith(',7,...>>'));
   });
 
   it('truncated and over-long arguments name the method', () => {
@@ -129,7 +145,7 @@ describe('decode errors', () => {
       assert.throws(() => decodeMethod(full, 0, n), (e: unknown) => isDecodeError(e) && (e as AmqpError).classId === 50 && (e as AmqpError).methodId === 20);
     }
     const longer = Buffer.concat([full, hex('00')]);
-    assert.throws(() => decodeMethod(longer, 0, longer.length), (e: unknown) => isDecodeError(e) && /trailing/.test((e as Error).message));
+    assert.throws(() => decodeMethod(longer, 0, longer.length), isDecodeError);
   });
 
   it('hand-decoded methods reject truncation and trailing bytes too', () => {
@@ -146,14 +162,17 @@ describe('decode errors', () => {
     }
   });
 
-  it('malformed table arguments carry the method ids', () => {
+  it('malformed table arguments are reported like any undecodable arguments', () => {
     const p = hex('0032000a 0000 01 71 00 00000003 01 61 51');
-    assert.throws(() => decodeMethod(p, 0, p.length), (e: unknown) => isDecodeError(e) && (e as AmqpError).classId === 50 && (e as AmqpError).methodId === 10);
+    assert.throws(() => decodeMethod(p, 0, p.length), (e: unknown) =>
+      isDecodeError(e) && (e as AmqpError).replyText === 'FRAME_ERROR - cannot decode <<0,0,1,113,0,0,0,0,3,1,97,81>>'
+      && (e as AmqpError).classId === 50 && (e as AmqpError).methodId === 10);
   });
 
   it('invalid UTF-8 in shortstrs: refused for queue.declare, tolerated in basic.publish (as RabbitMQ)', () => {
     const declare = hex('0032000a 0000 02 c328 00 00000000');
-    assert.throws(() => decodeMethod(declare, 0, declare.length), (e: unknown) => isDecodeError(e) && /UTF-8/.test((e as Error).message));
+    assert.throws(() => decodeMethod(declare, 0, declare.length), (e: unknown) =>
+      isDecodeError(e) && (e as AmqpError).replyText === 'FRAME_ERROR - Malformed UTF-8 in shortstr' && (e as AmqpError).classId === 0);
     const okUtf8 = hex('0032000a 0000 02 c3a9 00 00000000');
     assert.deepEqual(decodeMethod(okUtf8, 0, okUtf8.length), {
       key: M.QueueDeclare, queue: 'é', passive: false, durable: false, exclusive: false, autoDelete: false, noWait: false, arguments: [],

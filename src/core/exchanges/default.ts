@@ -13,8 +13,8 @@ export class DefaultExchange extends Exchange {
     super(vhost, '', options);
   }
 
-  route(msg: Message, out: Destination[]): void {
-    const q = this.queues.get(msg.routingKey);
+  route(_msg: Message, routingKey: string, out: Destination[]): void {
+    const q = this.queues.get(routingKey);
     if (q !== undefined) out.push(q);
   }
 

@@ -6,8 +6,8 @@ export class DirectExchange extends Exchange {
   readonly type: string = 'direct';
   private readonly byKey = new Map<string, Destination[]>();
 
-  route(msg: Message, out: Destination[]): void {
-    const list = this.byKey.get(msg.routingKey);
+  route(_msg: Message, routingKey: string, out: Destination[]): void {
+    const list = this.byKey.get(routingKey);
     if (list !== undefined) for (let i = 0; i < list.length; i++) out.push(list[i]!);
   }
 

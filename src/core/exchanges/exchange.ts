@@ -51,7 +51,7 @@ export abstract class Exchange {
     this.arguments = options.arguments;
   }
 
-  abstract route(msg: Message, out: Destination[]): void;
+  abstract route(msg: Message, routingKey: string, out: Destination[]): void;
   protected abstract indexBinding(b: Binding): void;
   protected abstract unindexBinding(b: Binding): void;
 

@@ -6,7 +6,7 @@ export class FanoutExchange extends Exchange {
   readonly type = 'fanout';
   private readonly destinations: Destination[] = [];
 
-  route(_msg: Message, out: Destination[]): void {
+  route(_msg: Message, _routingKey: string, out: Destination[]): void {
     const list = this.destinations;
     for (let i = 0; i < list.length; i++) out.push(list[i]!);
   }

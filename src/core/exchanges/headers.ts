@@ -1,4 +1,4 @@
-import { fieldsEqualByClass } from '../../protocol/field-compare';
+import { headerValuesEqual } from '../../protocol/field-compare';
 import { FieldValue, fieldString, tableGet } from '../../protocol/field-table';
 import type { Message } from '../message';
 import { Binding, Destination, Exchange } from './exchange';
@@ -21,7 +21,7 @@ export class HeadersExchange extends Exchange {
   readonly type = 'headers';
   private compiled: CompiledBinding[] = [];
 
-  route(msg: Message, out: Destination[]): void {
+  route(msg: Message, _routingKey: string, out: Destination[]): void {
     if (this.compiled.length === 0) return;
     const headers = msg.properties.headers;
     let lookup: Map<string, FieldValue> | undefined;
@@ -57,14 +57,14 @@ function matches(c: CompiledBinding, headers: Map<string, FieldValue> | undefine
     for (const [k, want] of c.pattern) {
       const got = headers?.get(k);
       if (got === undefined) return false;
-      if (want.type !== 'V' && !fieldsEqualByClass(want, got)) return false;
+      if (want.type !== 'V' && !headerValuesEqual(want, got)) return false;
     }
     return true;
   }
   for (const [k, want] of c.pattern) {
     const got = headers?.get(k);
     if (got === undefined) continue;
-    if (want.type === 'V' || fieldsEqualByClass(want, got)) return true;
+    if (want.type === 'V' || headerValuesEqual(want, got)) return true;
   }
   return false;
 }

@@ -21,16 +21,16 @@ export class TopicTrie<T> {
 
   add(pattern: string, value: T): void {
     let n = this.root;
-    for (const word of pattern.split('.')) n = this.child(n, word);
+    for (const word of words(pattern)) n = this.child(n, word);
     n.values.push(value);
     this.size++;
   }
 
   remove(pattern: string, value: T): boolean {
     const path: TrieNode<T>[] = [this.root];
-    const words = pattern.split('.');
+    const ws = words(pattern);
     let n: TrieNode<T> | null = this.root;
-    for (const word of words) {
+    for (const word of ws) {
       n = word === '*' ? n.star : word === '#' ? n.hash : (n.words?.get(word) ?? null);
       if (n === null) return false;
       path.push(n);
@@ -40,11 +40,11 @@ export class TopicTrie<T> {
     n.values.splice(at, 1);
     this.size--;
     // Prune empty branches so a churn of bindings does not leave a growing trie.
-    for (let i = words.length; i > 0; i--) {
+    for (let i = ws.length; i > 0; i--) {
       const cur = path[i]!;
       if (cur.values.length !== 0 || cur.star || cur.hash || (cur.words && cur.words.size)) break;
       const parent = path[i - 1]!;
-      const word = words[i - 1]!;
+      const word = ws[i - 1]!;
       if (word === '*') parent.star = null;
       else if (word === '#') parent.hash = null;
       else parent.words!.delete(word);
@@ -54,7 +54,7 @@ export class TopicTrie<T> {
 
   /** Appends every value whose pattern matches; a value may appear more than once. */
   match(routingKey: string, out: T[]): void {
-    this.walk(this.root, routingKey.split('.'), 0, out);
+    this.walk(this.root, words(routingKey), 0, out);
   }
 
   private walk(n: TrieNode<T>, words: string[], i: number, out: T[]): void {
@@ -83,4 +83,9 @@ export class TopicTrie<T> {
     }
     return c;
   }
+}
+
+/** RabbitMQ splits "" into no words at all, and "." into two empty words. */
+function words(key: string): string[] {
+  return key === '' ? [] : key.split('.');
 }

@@ -10,13 +10,13 @@ export class TopicExchange extends Exchange {
   private readonly trie = new TopicTrie<Destination>();
   private readonly cache = new Map<string, Destination[]>();
 
-  route(msg: Message, out: Destination[]): void {
-    let hit = this.cache.get(msg.routingKey);
+  route(_msg: Message, routingKey: string, out: Destination[]): void {
+    let hit = this.cache.get(routingKey);
     if (hit === undefined) {
       hit = [];
-      this.trie.match(msg.routingKey, hit);
+      this.trie.match(routingKey, hit);
       if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
-      this.cache.set(msg.routingKey, hit);
+      this.cache.set(routingKey, hit);
     }
     for (let i = 0; i < hit.length; i++) out.push(hit[i]!);
   }
