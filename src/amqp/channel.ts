@@ -3,7 +3,7 @@ import type { Exchange } from '../core/exchanges/exchange';
 import { Message } from '../core/message';
 import type { Queue, QueueEntry } from '../core/queue/queue';
 import { AmqpError } from '../protocol/errors';
-import { fieldInt, tableGet, tablePlain } from '../protocol/field-table';
+import { FieldValue, fieldInt, tableGet, tablePlain } from '../protocol/field-table';
 import { FRAME_BODY, FRAME_HEADER, FRAME_METHOD } from '../protocol/frame-reader';
 import { decodeProperties, encodeProperties } from '../protocol/properties';
 import { decodeMethod, M, Method, MethodOf } from '../protocol/spec';
@@ -17,6 +17,7 @@ import { Transaction } from './transaction';
 
 /** One delivery awaiting ack, by delivery tag. */
 interface Delivery {
+  readonly tag: number;
   readonly queue: Queue;
   readonly entry: QueueEntry;
   readonly consumer: ChannelConsumer | null;
@@ -45,6 +46,8 @@ export class Channel {
   private tx: Transaction<Delivery> | null = null;
   private replyQueue: Queue | null = null;
   readonly stats = { published: 0, delivered: 0, acked: 0 };
+  /** For RabbitMQ's '' shortcut: methods naming queue '' mean the channel's last declared queue. */
+  lastDeclaredQueue = '';
 
   constructor(
     readonly id: number,
@@ -66,6 +69,12 @@ export class Channel {
 
   get transactional(): boolean {
     return this.tx !== null;
+  }
+
+  expandQueueName(name: string): string {
+    if (name !== '') return name;
+    if (this.lastDeclaredQueue === '') throw new AmqpError('NOT_FOUND', 'no previously declared queue');
+    return this.lastDeclaredQueue;
   }
 
   onFrame(type: number, buf: Buffer, start: number, end: number): void {
@@ -209,43 +218,56 @@ export class Channel {
     if (exchange.internal) {
       throw new AmqpError('ACCESS_REFUSED', `cannot publish to internal exchange '${p.exchange}' in vhost '${vhost.name}'`, 60, 40);
     }
-    properties = this.checkProperties(properties);
+    let extraKeys: string[] | null = null;
+    if (properties.length >= 2 && (properties.readUInt16BE(0) & INSPECTED_PROPERTIES) !== 0) {
+      const inspected = this.inspectProperties(properties);
+      properties = inspected.raw;
+      extraKeys = inspected.extraKeys;
+    }
     const msg = new Message(p.exchange, p.routingKey, properties, body);
     this.stats.published++;
     if (this.tx !== null) {
-      this.tx.publishes.push({ exchange, msg, mandatory: p.mandatory });
+      this.tx.publishes.push({ exchange, msg, mandatory: p.mandatory, extraKeys });
       return;
     }
-    this.route(exchange, msg, p.mandatory);
+    this.route(exchange, msg, p.mandatory, extraKeys);
   }
 
   /**
-   * Only two properties need a look before routing: user-id must match the login (RabbitMQ
-   * validates it) and a reply-to of amq.rabbitmq.reply-to is rewritten to this channel's
-   * reply queue. A cheap scan of the property flags skips both in the common case.
+   * The few properties the broker acts on before routing: user-id must match the login
+   * (RabbitMQ validates it), a reply-to of amq.rabbitmq.reply-to becomes this channel's
+   * reply queue, and CC/BCC headers add routing keys (BCC is stripped before delivery).
+   * The caller only gets here when one of those property flags is set.
    */
-  private checkProperties(raw: Buffer): Buffer {
-    if (raw.length < 2) return raw;
-    const flags = raw.readUInt16BE(0);
-    const hasUserId = (flags & 0x0010) !== 0;
-    const hasReplyTo = (flags & 0x0100) !== 0;
-    if (!hasUserId && !hasReplyTo) return raw;
+  private inspectProperties(raw: Buffer): { raw: Buffer; extraKeys: string[] | null } {
     const props = decodeProperties(raw, 0, raw.length);
-    if (hasUserId && props.userId !== this.conn.userName) {
+    let changed = false;
+    let extraKeys: string[] | null = null;
+    if (props.userId !== undefined && props.userId !== this.conn.userName) {
       throw new AmqpError('PRECONDITION_FAILED', `user_id property set to '${props.userId}' but authenticated user was '${this.conn.userName}'`, 60, 40);
     }
-    if (hasReplyTo && props.replyTo === REPLY_TO) {
+    if (props.replyTo === REPLY_TO) {
       if (this.replyQueue === null) {
         throw new AmqpError('PRECONDITION_FAILED', 'fast reply consumer does not exist', 60, 40);
       }
-      return encodeProperties({ ...props, replyTo: this.replyQueue.name });
+      props.replyTo = this.replyQueue.name;
+      changed = true;
     }
-    return raw;
+    if (props.headers !== undefined) {
+      const cc = routingKeysOf(tableGet(props.headers, 'CC'));
+      const bcc = routingKeysOf(tableGet(props.headers, 'BCC'));
+      if (cc.length !== 0 || bcc.length !== 0) extraKeys = [...cc, ...bcc];
+      if (tableGet(props.headers, 'BCC') !== undefined) {
+        props.headers = props.headers.filter(([k]) => k !== 'BCC');
+        changed = true;
+      }
+    }
+    return { raw: changed ? encodeProperties(props) : raw, extraKeys };
   }
 
-  private route(exchange: Exchange, msg: Message, mandatory: boolean): void {
+  private route(exchange: Exchange, msg: Message, mandatory: boolean, extraKeys: string[] | null): void {
     const vhost = this.session.vhost;
-    let routed = vhost.publish(exchange, msg);
+    let routed = vhost.publish(exchange, msg, extraKeys);
     if (routed === 0 && exchange.name === '' && msg.routingKey.startsWith(REPLY_TO_PREFIX)) {
       const replyQueue = this.conn.broker.directReply.lookup(msg.routingKey);
       if (replyQueue !== undefined) {
@@ -290,7 +312,7 @@ export class Channel {
       if (this.replyQueue !== null) throw new AmqpError('PRECONDITION_FAILED', 'reply consumer already set', 60, 20);
       queue = this.replyQueue = this.conn.broker.directReply.create(this.session.vhost.name, this.conn);
     } else {
-      queue = this.session.vhost.queue(m.queue, this.conn);
+      queue = this.session.vhost.queue(this.expandQueueName(m.queue), this.conn);
       const denied = this.session.access.check('read', 'queue', queue.name);
       if (denied !== undefined) throw new AmqpError('ACCESS_REFUSED', denied, 60, 20);
     }
@@ -338,7 +360,7 @@ export class Channel {
   deliver(consumer: ChannelConsumer, queue: Queue, entry: QueueEntry): void {
     const tag = this.nextDeliveryTag++;
     if (!consumer.noAck) {
-      this.unacked.set(tag, { queue, entry, consumer });
+      this.unacked.set(tag, { tag, queue, entry, consumer });
       consumer.unacked++;
       this.unackedCount++;
     }
@@ -348,7 +370,7 @@ export class Channel {
   }
 
   private get(queueName: string, noAck: boolean): void {
-    const queue = this.session.vhost.queue(queueName, this.conn);
+    const queue = this.session.vhost.queue(this.expandQueueName(queueName), this.conn);
     const denied = this.session.access.check('read', 'queue', queue.name);
     if (denied !== undefined) throw new AmqpError('ACCESS_REFUSED', denied, 60, 70);
     const entry = queue.get(noAck);
@@ -358,7 +380,7 @@ export class Channel {
     }
     const tag = this.nextDeliveryTag++;
     if (!noAck) {
-      this.unacked.set(tag, { queue, entry, consumer: null });
+      this.unacked.set(tag, { tag, queue, entry, consumer: null });
       this.unackedCount++;
     }
     this.stats.delivered++;
@@ -439,7 +461,7 @@ export class Channel {
     const tx = this.tx;
     if (tx === null) throw new AmqpError('PRECONDITION_FAILED', 'channel is not transactional', 90, 20);
     const { publishes, settlements } = tx.take();
-    for (const p of publishes) this.route(p.exchange, p.msg, p.mandatory);
+    for (const p of publishes) this.route(p.exchange, p.msg, p.mandatory, p.extraKeys);
     for (const s of settlements) this.apply(s.deliveries, s.kind, s.requeue);
   }
 
@@ -447,14 +469,20 @@ export class Channel {
     const tx = this.tx;
     if (tx === null) throw new AmqpError('PRECONDITION_FAILED', 'channel is not transactional', 90, 30);
     const { settlements } = tx.take();
-    // Settled-in-transaction deliveries become unacked again, as RabbitMQ's rollback does.
+    // Settled-in-transaction deliveries become unacked again under their own tags, as
+    // RabbitMQ's rollback does; the map is rebuilt in tag order because multiple-acks rely on it.
+    if (settlements.length === 0) return;
+    const all = [...this.unacked.values()];
     for (const s of settlements) {
       for (const d of s.deliveries) {
-        this.unacked.set(this.nextDeliveryTag++, d);
+        all.push(d);
         this.unackedCount++;
         if (d.consumer !== null) d.consumer.unacked++;
       }
     }
+    all.sort((a, b) => a.tag - b.tag);
+    this.unacked.clear();
+    for (const d of all) this.unacked.set(d.tag, d);
   }
 
   // ---- errors and teardown ---------------------------------------------------------------
@@ -502,6 +530,18 @@ export class Channel {
     this.state = 'closed';
     this.conn.channelClosed(this);
   }
+}
+
+/** user-id (0x0010), reply-to (0x0200) and headers (0x2000) property flags. */
+const INSPECTED_PROPERTIES = 0x0010 | 0x0200 | 0x2000;
+
+function routingKeysOf(v: FieldValue | undefined): string[] {
+  if (v === undefined) return [];
+  if (v.type === 'S') return [v.value.toString('utf8')];
+  if (v.type !== 'A') return [];
+  const keys: string[] = [];
+  for (const item of v.value) if (item.type === 'S') keys.push(item.value.toString('utf8'));
+  return keys;
 }
 
 /** Requeue grouped per queue so each queue restores its order in one merge. */

@@ -4,6 +4,7 @@ import { fieldDisplay, fieldTypeName } from '../protocol/field-compare';
 import { fieldString, tableGet } from '../protocol/field-table';
 import { M, Method } from '../protocol/spec';
 import type { Channel } from './channel';
+import { REPLY_TO } from './direct-reply';
 
 const X_MATCH = new Set(['all', 'any', 'all-with-x', 'any-with-x']);
 
@@ -40,6 +41,10 @@ export function handleTopologyMethod(ch: Channel, m: Method): boolean {
       return true;
     case M.ExchangeBind:
     case M.ExchangeUnbind: {
+      if (m.key === M.ExchangeUnbind && (!vhost.exchanges.has(m.destination) || !vhost.exchanges.has(m.source))) {
+        if (!m.noWait) conn.sendMethod(ch.id, { key: M.ExchangeUnbindOk });
+        return true;
+      }
       const destination = vhost.exchange(m.destination);
       const source = vhost.exchange(m.source);
       deny(access.check('write', 'exchange', m.destination));
@@ -49,6 +54,11 @@ export function handleTopologyMethod(ch: Channel, m: Method): boolean {
       return true;
     }
     case M.QueueDeclare: {
+      if (m.queue === REPLY_TO) {
+        // RabbitMQ answers for the direct reply-to pseudo-queue without creating anything.
+        if (!m.noWait) conn.sendMethod(ch.id, { key: M.QueueDeclareOk, queue: REPLY_TO, messageCount: 0, consumerCount: 0 });
+        return true;
+      }
       if (!m.passive && m.queue !== '') deny(access.check('configure', 'queue', m.queue));
       const { queue } = vhost.declareQueue(
         {
@@ -61,6 +71,7 @@ export function handleTopologyMethod(ch: Channel, m: Method): boolean {
         },
         conn,
       );
+      ch.lastDeclaredQueue = queue.name;
       if (!m.noWait) {
         conn.sendMethod(ch.id, {
           key: M.QueueDeclareOk,
@@ -73,25 +84,36 @@ export function handleTopologyMethod(ch: Channel, m: Method): boolean {
     }
     case M.QueueBind:
     case M.QueueUnbind: {
-      const queue = vhost.queue(m.queue, conn);
+      const bind = m.key === M.QueueBind;
+      const queueName = ch.expandQueueName(m.queue);
+      // RabbitMQ's routing-key shortcut: an empty key with the queue shortcut means the queue's name.
+      const routingKey = m.queue === '' && m.routingKey === '' ? queueName : m.routingKey;
+      const noWait = m.key === M.QueueBind ? m.noWait : false;
+      if (!bind && (!vhost.queues.has(queueName) || !vhost.exchanges.has(m.exchange))) {
+        // Unbinding from a missing queue or exchange is a no-op in RabbitMQ 3.x.
+        if (m.exchange === '') throw new AmqpError('ACCESS_REFUSED', 'operation not permitted on the default exchange');
+        if (!noWait) conn.sendMethod(ch.id, { key: M.QueueUnbindOk });
+        return true;
+      }
+      const queue = vhost.queue(queueName, conn);
       const exchange = vhost.exchange(m.exchange);
       deny(access.check('write', 'queue', queue.name));
       deny(access.check('read', 'exchange', exchange.name));
-      const noWait = m.key === M.QueueBind ? m.noWait : false;
-      bindOrUnbind(ch, m.key === M.QueueBind, exchange.name, queue, m.routingKey, m.arguments);
+      bindOrUnbind(ch, bind, exchange.name, queue, routingKey, m.arguments);
       if (!noWait) conn.sendMethod(ch.id, { key: m.key === M.QueueBind ? M.QueueBindOk : M.QueueUnbindOk });
       return true;
     }
     case M.QueuePurge: {
-      const queue = vhost.queue(m.queue, conn);
+      const queue = vhost.queue(ch.expandQueueName(m.queue), conn);
       deny(access.check('read', 'queue', queue.name));
       const count = queue.purge();
       if (!m.noWait) conn.sendMethod(ch.id, { key: M.QueuePurgeOk, messageCount: count });
       return true;
     }
     case M.QueueDelete: {
-      deny(access.check('configure', 'queue', m.queue));
-      const count = vhost.deleteQueue(m.queue, conn, m.ifUnused, m.ifEmpty);
+      const name = ch.expandQueueName(m.queue);
+      deny(access.check('configure', 'queue', name));
+      const count = vhost.deleteQueue(name, conn, m.ifUnused, m.ifEmpty);
       if (!m.noWait) conn.sendMethod(ch.id, { key: M.QueueDeleteOk, messageCount: count });
       return true;
     }

@@ -5,6 +5,7 @@ export interface TxPublish {
   exchange: Exchange;
   msg: Message;
   mandatory: boolean;
+  extraKeys: string[] | null;
 }
 
 export interface TxSettlement<D> {

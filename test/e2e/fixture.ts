@@ -25,7 +25,7 @@ import type { TestContext as NodeTestContext } from 'node:test';
 import * as net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import * as amqp from 'amqplib';
-import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, GetMessage, Options } from 'amqplib';
+import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, GetMessage, Message, Options } from 'amqplib';
 
 /** amqplib's promise-API connection. */
 export type Connection = ChannelModel;
@@ -435,10 +435,15 @@ export async function consume(
   return Object.assign(c, { consumerTag: ok.consumerTag });
 }
 
+/** A message bounced back with basic.return. */
+export interface ReturnedMessage extends Message {
+  fields: Message['fields'] & { replyCode: number; replyText: string };
+}
+
 /** Collects basic.return messages of a channel. */
-export function collectReturns(ch: Channel): Collector<ConsumeMessage> {
-  const c = new Collector<ConsumeMessage>();
-  ch.on('return', (m: ConsumeMessage) => c.push(m));
+export function collectReturns(ch: Channel): Collector<ReturnedMessage> {
+  const c = new Collector<ReturnedMessage>();
+  ch.on('return', (m: ReturnedMessage) => c.push(m));
   return c;
 }
 
