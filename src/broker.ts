@@ -7,6 +7,7 @@ import { DirectReplyRegistry } from './amqp/direct-reply';
 import type { BrokerContext } from './amqp/broker-context';
 import { Config, defaultConfig } from './config';
 import { VHost } from './core/vhost';
+import { PolicyStore } from './core/policy';
 import { createLogger, Logger } from './observability/logger';
 
 export interface BrokerHandle {
@@ -38,6 +39,7 @@ export class Broker implements BrokerContext {
   readonly version = packageVersion();
   readonly directReply = new DirectReplyRegistry();
   readonly connections = new Set<Connection>();
+  readonly policies = new PolicyStore();
   private server: Server | null = null;
 
   constructor(
