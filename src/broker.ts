@@ -47,6 +47,7 @@ export class Broker implements BrokerContext {
     logger?: Logger,
   ) {
     this.logger = logger ?? createLogger(config.logLevel);
+    this.policies.onChange = (vhost) => this.vhosts.get(vhost)?.reapplyPolicies();
     this.addVhost(config.defaultVhost);
     this.users.addUser(config.defaultUser, config.defaultPass, ['administrator']);
     this.users.setPermission(config.defaultVhost, config.defaultUser, '.*', '.*', '.*');
@@ -55,7 +56,7 @@ export class Broker implements BrokerContext {
   addVhost(name: string): VHost {
     let v = this.vhosts.get(name);
     if (v === undefined) {
-      v = new VHost(name);
+      v = new VHost(name, this.policies);
       this.vhosts.set(name, v);
     }
     return v;

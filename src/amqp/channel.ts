@@ -5,7 +5,7 @@ import type { Queue, QueueEntry } from '../core/queue/queue';
 import { AmqpError } from '../protocol/errors';
 import { FieldValue, fieldInt, tableGet, tablePlain } from '../protocol/field-table';
 import { FRAME_BODY, FRAME_HEADER, FRAME_METHOD } from '../protocol/frame-reader';
-import { decodeProperties, encodeProperties } from '../protocol/properties';
+import { decodeProperties, encodeProperties, readExpiration } from '../protocol/properties';
 import { decodeMethod, M, Method, MethodOf } from '../protocol/spec';
 import type { SessionContext } from './broker-context';
 import { ChannelConsumer } from './channel-consumer';
@@ -90,7 +90,14 @@ export class Channel {
     try {
       if (type === FRAME_METHOD) {
         if (this.assembler.active) {
-          throw new AmqpError('UNEXPECTED_FRAME', `expected content header for class 60, got non content header frame instead`, 60, 40);
+          throw new AmqpError(
+            'UNEXPECTED_FRAME',
+            this.assembler.properties === null
+              ? 'expected content header for class 60, got non content header frame instead'
+              : 'expected content body, got non content body frame instead',
+            60,
+            40,
+          );
         }
         const m = decodeMethod(buf, start, end);
         try {
@@ -180,7 +187,7 @@ export class Channel {
         this.finish();
         return;
       case M.ChannelCloseOk:
-        return;
+        throw new AmqpError('COMMAND_INVALID', 'unimplemented method', 20, 41);
       case M.ChannelOpen:
         throw new AmqpError('CHANNEL_ERROR', 'second \'channel.open\' seen', 20, 10);
       case M.AccessRequest:
@@ -219,12 +226,14 @@ export class Channel {
       throw new AmqpError('ACCESS_REFUSED', `cannot publish to internal exchange '${p.exchange}' in vhost '${vhost.name}'`, 60, 40);
     }
     let extraKeys: string[] | null = null;
-    if (properties.length >= 2 && (properties.readUInt16BE(0) & INSPECTED_PROPERTIES) !== 0) {
+    const flags = properties.length >= 2 ? properties.readUInt16BE(0) : 0;
+    if ((flags & INSPECTED_PROPERTIES) !== 0) {
       const inspected = this.inspectProperties(properties);
       properties = inspected.raw;
       extraKeys = inspected.extraKeys;
     }
     const msg = new Message(p.exchange, p.routingKey, properties, body);
+    if ((flags & EXPIRATION_FLAG) !== 0) msg.ttl = parseExpiration(readExpiration(properties, 0, properties.length)!);
     this.stats.published++;
     if (this.tx !== null) {
       this.tx.publishes.push({ exchange, msg, mandatory: p.mandatory, extraKeys });
@@ -275,10 +284,20 @@ export class Channel {
         routed = 1;
       }
     }
-    if (routed === 0 && mandatory) {
+    const rejected = vhost.lastPublishRejected;
+    if (routed === 0 && mandatory && !rejected) {
       this.conn.writer.basicReturn(this.id, 312, 'NO_ROUTE', msg.exchange, msg.routingKey, msg.rawProperties, msg.body);
     }
-    if (this.confirmMode) this.confirm(++this.publishSeq);
+    if (this.confirmMode) {
+      if (rejected) this.nack(++this.publishSeq);
+      else this.confirm(++this.publishSeq);
+    }
+  }
+
+  /** A queue refused the message (x-overflow reject-publish): acks so far go first, then the nack. */
+  private nack(seq: number): void {
+    this.flushConfirms();
+    this.conn.writer.confirm(this.id, seq, false, false);
   }
 
   /** Confirms are contiguous while nothing is nacked, so they collapse into one ack per turn. */
@@ -530,6 +549,16 @@ export class Channel {
     this.state = 'closed';
     this.conn.channelClosed(this);
   }
+}
+
+const EXPIRATION_FLAG = 0x0100;
+
+/** RabbitMQ's rabbit_basic:parse_expiration: a non-negative integer of milliseconds, as a string. */
+function parseExpiration(text: string): number {
+  if (!/^-?\d+$/.test(text)) throw new AmqpError('PRECONDITION_FAILED', `invalid expiration '${text}': no_integer`, 60, 40);
+  const n = Number(text);
+  if (n < 0) throw new AmqpError('PRECONDITION_FAILED', `invalid expiration '${text}': {value_negative,${n}}`, 60, 40);
+  return n;
 }
 
 /** user-id (0x0010), reply-to (0x0200) and headers (0x2000) property flags. */

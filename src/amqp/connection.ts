@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import { AccessContext } from '../auth/users';
 import type { VHost } from '../core/vhost';
 import type { Logger } from '../observability/logger';
-import { AmqpError, erlangBinary } from '../protocol/errors';
+import { AmqpError, erlangBinary, UnknownMethodError } from '../protocol/errors';
 import { decodeTableWithin, fieldString, tableGet } from '../protocol/field-table';
 import { FRAME_BODY, FRAME_HEARTBEAT, FRAME_METHOD, FrameReader, FrameSink } from '../protocol/frame-reader';
 import { FrameWriter } from '../protocol/frame-writer';
@@ -111,6 +111,11 @@ export class Connection implements FrameSink {
       }
       this.reader.push(chunk);
     } catch (err) {
+      if (err instanceof UnknownMethodError) {
+        this.log.info({ text: err.replyText }, 'dropping connection');
+        this.socket.destroy();
+        return;
+      }
       this.failConnection(asAmqpError(err));
     }
   }
@@ -142,6 +147,7 @@ export class Connection implements FrameSink {
 
   onFrame(type: number, channel: number, buf: Buffer, start: number, end: number): void {
     if (type === FRAME_HEARTBEAT) {
+      if (end !== start) throw new AmqpError('FRAME_ERROR', `type 8, all octets = ${erlangBinary(buf.subarray(start, end))}: unknown_frame`);
       if (channel !== 0) throw new AmqpError('UNEXPECTED_FRAME', `type 8, all octets = ${erlangBinary(buf.subarray(start, end))}`);
       return;
     }
@@ -162,7 +168,7 @@ export class Connection implements FrameSink {
       return;
     }
     if (this.state !== 'opened') {
-      throw new AmqpError('CHANNEL_ERROR', `expected 'connection.open' before using channel ${channel}`);
+      throw new AmqpError('UNEXPECTED_FRAME', `type ${type}, all octets = ${erlangBinary(buf.subarray(start, end))}`);
     }
     let ch = this.channels.get(channel);
     if (ch === undefined) {

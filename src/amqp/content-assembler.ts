@@ -33,11 +33,13 @@ export class ContentAssembler {
 
   /** Returns true when the message is complete (a zero-length body needs no body frame). */
   header(buf: Buffer, start: number, end: number): boolean {
-    if (this.properties !== null) throw unexpected('content header');
+    if (this.properties !== null) {
+      throw new AmqpError('UNEXPECTED_FRAME', 'expected content body, got non content body frame instead', 60, 40);
+    }
     if (end - start < 14) throw new AmqpError('FRAME_ERROR', 'content header frame too short');
     const classId = buf.readUInt16BE(start);
     if (classId !== 60) {
-      throw new AmqpError('FRAME_ERROR', `content header for class ${classId} does not match method class 60`);
+      throw new AmqpError('UNEXPECTED_FRAME', `expected content header for class 60, got one for class ${classId} instead`, 60, 40);
     }
     const high = buf.readUInt32BE(start + 4);
     const low = buf.readUInt32BE(start + 8);
@@ -53,7 +55,9 @@ export class ContentAssembler {
 
   /** Returns true when the last body byte arrived. */
   bodyFrame(buf: Buffer, start: number, end: number): boolean {
-    if (this.properties === null || this.body === null) throw unexpected('content body');
+    if (this.properties === null || this.body === null) {
+      throw new AmqpError('UNEXPECTED_FRAME', 'expected content header for class 60, got non content header frame instead', 60, 40);
+    }
     const n = end - start;
     if (this.received + n > this.expected) {
       throw new AmqpError('FRAME_ERROR', `content body is longer than the ${this.expected} bytes the header declared`);
@@ -71,7 +75,3 @@ export class ContentAssembler {
 }
 
 const EMPTY = Buffer.alloc(0);
-
-function unexpected(what: string): AmqpError {
-  return new AmqpError('UNEXPECTED_FRAME', `expected method frame, got ${what}`);
-}

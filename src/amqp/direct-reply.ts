@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Queue } from '../core/queue/queue';
+import { effectiveSettings } from '../core/queue/settings';
 
 export const REPLY_TO = 'amq.rabbitmq.reply-to';
 export const REPLY_TO_PREFIX = 'amq.rabbitmq.reply-to.';
@@ -14,11 +15,18 @@ export class DirectReplyRegistry {
 
   create(vhost: string, owner: object): Queue {
     const name = REPLY_TO_PREFIX + randomBytes(18).toString('base64url');
-    const q: Queue = new Queue(vhost, name, { durable: false, exclusiveOwner: owner, autoDelete: true, arguments: [] }, {
-      queueDeleted: (deleted) => {
-        this.queues.delete(deleted.name);
+    const q: Queue = new Queue(
+      vhost,
+      name,
+      { durable: false, exclusiveOwner: owner, autoDelete: true, arguments: [] },
+      {
+        queueDeleted: (deleted) => {
+          this.queues.delete(deleted.name);
+        },
+        deadLetter: () => {},
       },
-    });
+      effectiveSettings([], undefined, undefined),
+    );
     this.queues.set(name, q);
     return q;
   }

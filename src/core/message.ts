@@ -1,4 +1,4 @@
-import { BasicProperties, decodeProperties, readDeliveryMode } from '../protocol/properties';
+import { BasicProperties, decodeProperties, readDeliveryMode, readPriority } from '../protocol/properties';
 
 /**
  * One published message. The content-header property bytes are kept exactly as the publisher
@@ -12,6 +12,9 @@ export class Message {
   storeId = 0;
   /** Number of queues still holding this message; the store frees it at zero. */
   refs = 0;
+  /** Per-message TTL in ms from the expiration property; -1 when absent. */
+  ttl = -1;
+  private priorityCache = -1;
 
   constructor(
     readonly exchange: string,
@@ -30,6 +33,14 @@ export class Message {
       this.deliveryMode = readDeliveryMode(this.rawProperties, 0, this.rawProperties.length);
     }
     return this.deliveryMode === 2;
+  }
+
+  /** The priority property (0 when absent); read only by priority queues. */
+  get priority(): number {
+    if (this.priorityCache < 0) {
+      this.priorityCache = readPriority(this.rawProperties, 0, this.rawProperties.length) ?? 0;
+    }
+    return this.priorityCache;
   }
 
   get properties(): BasicProperties {

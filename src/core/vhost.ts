@@ -5,7 +5,10 @@ import { Binding, Destination, Exchange, ExchangeOptions, isQueue } from './exch
 import { createExchange, isExchangeType } from './exchanges/registry';
 import { DefaultExchange } from './exchanges/default';
 import type { Message } from './message';
-import { Queue, QueueDeletedReason, QueueObserver, QueueOptions } from './queue/queue';
+import { DeadLetterReason, EnqueueOutcome, Queue, QueueDeletedReason, QueueObserver, QueueOptions } from './queue/queue';
+import { effectiveSettings, QueueSettings } from './queue/settings';
+import { PolicyStore } from './policy';
+import { deadLetterCopy, isCycle, publishedRoutingKeys } from './dead-letter';
 import { checkQueueEquivalence, checkExchangeEquivalence } from './equivalence';
 import { validateQueueArguments } from './queue/arguments';
 
@@ -49,6 +52,7 @@ export class VHost implements QueueObserver {
 
   constructor(
     readonly name: string,
+    private readonly policies: PolicyStore = new PolicyStore(),
     private readonly listener: VHostListener = {},
   ) {
     const opts = { durable: true, autoDelete: false, internal: false, arguments: [] as FieldTable };
@@ -123,11 +127,12 @@ export class VHost implements QueueObserver {
     if (existing !== undefined) {
       this.checkExclusiveAccess(existing, owner);
       if (!d.passive) checkQueueEquivalence(existing, d);
+      existing.touch();
       return { queue: existing, created: false };
     }
     if (d.passive) throw this.noQueue(name);
     validateQueueArguments(name, this.name, d.arguments);
-    const q = new Queue(this.name, name, d, this);
+    const q = new Queue(this.name, name, d, this, this.settingsFor(name, d.arguments));
     this.queues.set(name, q);
     return { queue: q, created: true };
   }
@@ -195,12 +200,78 @@ export class VHost implements QueueObserver {
    * of recursion and Sets, so cycles end and nothing is allocated per publish.
    * Returns the number of queues that received the message.
    */
+  /**
+   * Route and enqueue. Returns the number of queues that took the message; sets
+   * `lastPublishRejected` when a queue refused it (x-overflow reject-publish), which the
+   * publisher's confirm turns into a nack.
+   */
   publish(exchange: Exchange, msg: Message, extraKeys: readonly string[] | null = null): number {
     const queues = this.route(exchange, msg, extraKeys);
     const n = queues.length;
-    for (let i = 0; i < n; i++) queues[i]!.enqueue(msg);
+    let accepted = 0;
+    this.lastPublishRejected = false;
+    for (let i = 0; i < n; i++) {
+      if (queues[i]!.enqueue(msg) === EnqueueOutcome.Accepted) accepted++;
+      else this.lastPublishRejected = true;
+    }
     queues.length = 0;
-    return n;
+    if (this.deadLetters.length !== 0) this.processDeadLetters();
+    return this.lastPublishRejected ? accepted : n;
+  }
+
+  lastPublishRejected = false;
+
+  // ---- dead-lettering --------------------------------------------------------------------
+
+  private readonly deadLetters: Array<{ queue: Queue; msg: Message; reason: DeadLetterReason }> = [];
+  private deadLettering = false;
+
+  /** QueueObserver: a message left `queue` without an ack. Queued, then routed iteratively. */
+  deadLetter(queue: Queue, msg: Message, reason: DeadLetterReason): void {
+    if (queue.settings.deadLetterExchange === undefined) return;
+    this.deadLetters.push({ queue, msg, reason });
+    if (!this.deadLettering) this.processDeadLetters();
+  }
+
+  /** A work list instead of recursion: dead-lettering can cascade (DLX queue full, expired...). */
+  private processDeadLetters(): void {
+    if (this.deadLettering) return;
+    this.deadLettering = true;
+    try {
+      const now = Date.now();
+      for (let item = this.deadLetters.shift(); item !== undefined; item = this.deadLetters.shift()) {
+        const { queue, msg, reason } = item;
+        const x = this.exchanges.get(queue.settings.deadLetterExchange!);
+        if (x === undefined) continue; // RabbitMQ drops it when the DLX does not exist
+        const dlrk = queue.settings.deadLetterRoutingKey;
+        const keys = dlrk !== undefined ? [dlrk] : publishedRoutingKeys(msg);
+        const copy = deadLetterCopy(msg, queue, reason, now, keys[0]!);
+        const targets = this.route(x, copy, keys.length > 1 ? keys.slice(1) : null);
+        const list = targets.slice();
+        targets.length = 0;
+        for (const target of list) {
+          if (reason !== 'rejected' && isCycle(copy, target)) continue;
+          target.enqueue(copy);
+        }
+      }
+    } finally {
+      this.deadLettering = false;
+    }
+  }
+
+  // ---- policies --------------------------------------------------------------------------
+
+  private settingsFor(name: string, args: import('../protocol/field-table').FieldTable): QueueSettings {
+    return effectiveSettings(
+      args,
+      this.policies.effective('policy', this.name, name, 'queue'),
+      this.policies.effective('operator', this.name, name, 'queue'),
+    );
+  }
+
+  /** Policies changed: every queue re-reads its effective settings. */
+  reapplyPolicies(): void {
+    for (const q of this.queues.values()) q.applySettings(this.settingsFor(q.name, q.arguments));
   }
 
   /**

@@ -91,6 +91,8 @@ export class PerfConnection {
   fast: FastPath | null = null;
   /** Called once when the connection fails or is closed by the broker. */
   onFailure: ((err: Error) => void) | null = null;
+  /** Called on connection.blocked / unblocked (the broker's resource alarms). */
+  onBlockedChange: ((blocked: boolean) => void) | null = null;
 
   private waiters: Waiter[] = [];
   private pend = Buffer.allocUnsafe(4096);
@@ -507,10 +509,12 @@ export class PerfConnection {
     }
     if (id === M.connectionBlocked) {
       this.blocked = true;
+      this.onBlockedChange?.(true);
       return;
     }
     if (id === M.connectionUnblocked) {
       this.blocked = false;
+      this.onBlockedChange?.(false);
       return;
     }
     if (id === M.basicCancel) {

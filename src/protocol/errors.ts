@@ -70,6 +70,12 @@ export class AmqpError extends Error {
   }
 }
 
+/**
+ * A method id RabbitMQ cannot even name: its reader crashes and drops the socket without a
+ * connection.close, and so do we.
+ */
+export class UnknownMethodError extends AmqpError {}
+
 /** Bytes as Erlang prints a binary with ~p, which RabbitMQ's frame-error texts embed. */
 export function erlangBinary(b: Buffer): string {
   if (b.length === 0) return '<<>>';

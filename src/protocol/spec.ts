@@ -17,7 +17,7 @@
 //  - a payload too short to hold the ids: FRAME_ERROR in rabbit_reader's unknown_frame wording.
 
 import { isUtf8 } from 'node:buffer';
-import { AmqpError } from './errors';
+import { AmqpError, UnknownMethodError } from './errors';
 import { decodeTableWithin, tableByteLength, writeTable, FieldTable } from './field-table';
 import { FieldKind, METHOD_DEFS, Method, MethodName, MethodOf } from './method-table';
 
@@ -126,7 +126,7 @@ export function decodeMethod(buf: Buffer, start: number, end: number): Method {
   if (d === undefined) {
     const classId = key >>> 16;
     const methodId = key & 0xffff;
-    throw new AmqpError('COMMAND_INVALID', `unknown method: class ${classId}, method ${methodId}`, classId, methodId);
+    throw new UnknownMethodError('COMMAND_INVALID', `unknown method: class ${classId}, method ${methodId}`, classId, methodId);
   }
   return decodeGeneric(d, buf, p, end);
 }

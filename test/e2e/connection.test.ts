@@ -134,10 +134,9 @@ describe('channels', () => {
       if (ch === victim) continue;
       ch.sendToQueue(q, Buffer.from(`m${i}`));
     }
-    const survivor = channels[0]!;
-    await survivor.checkQueue(q);
-    // Per-channel ordering means each sibling's publish is enqueued before we read back.
+    // A queue.declare on the same channel is answered after that channel's publish was enqueued.
     for (const ch of channels) if (ch !== victim) await ch.checkQueue(q);
+    const survivor = channels[0]!;
     const bodies = (await drain(survivor, q)).sort();
     assert.equal(bodies.length, 19);
     assert.ok(!bodies.includes('m7'));
@@ -336,12 +335,181 @@ describe('malformed frames after the handshake', () => {
     assert.deepEqual([close.channel, close.replyCode, close.replyText], [0, 505, 'UNEXPECTED_FRAME - type 8, all octets = <<>>']);
   });
 
-  it('drops the connection on an unknown class/method id', async (t) => {
-    // RabbitMQ 3.x closes the socket here without sending connection.close.
+  it('closes with 501 FRAME_ERROR on a heartbeat frame with a payload', async (t) => {
+    const raw = await RawClient.open(suite.broker);
+    t.after(() => raw.destroy());
+    raw.write(encodeFrame(8, 0, Buffer.from('x')));
+    const close = await raw.expectClose();
+    assert.deepEqual([close.channel, close.replyCode, close.replyText], [0, 501, 'FRAME_ERROR - type 8, all octets = <<"x">>: unknown_frame']);
+  });
+
+  it('drops the socket without connection.close on an unknown class/method id', async (t) => {
+    // RabbitMQ 3.x's reader crashes on {unknown_method_id,{99,10}}: no close frame, just EOF.
     const raw = await RawClient.open(suite.broker);
     t.after(() => raw.destroy());
     await raw.openChannel(1);
     raw.write(methodFrame(1, 99, 10));
-    await raw.readUntilEnd();
+    assert.equal(await raw.readFrame(), null);
+  });
+
+  it('accepts heartbeat frames on channel 0', async (t) => {
+    const raw = await RawClient.open(suite.broker);
+    t.after(() => raw.destroy());
+    raw.write(encodeFrame(8, 0, Buffer.alloc(0)));
+    await raw.openChannel(1);
+  });
+});
+
+describe('content frame sequencing', () => {
+  const publish = (ch: number): Buffer => methodFrame(ch, 60, 40, u16(0), shortstr(''), shortstr('nowhere'), Buffer.from([0]));
+  const header = (ch: number, classId: number, size: number): Buffer => {
+    const s = Buffer.alloc(8);
+    s.writeBigUInt64BE(BigInt(size));
+    return encodeFrame(2, ch, Buffer.concat([u16(classId), u16(0), s, u16(0)]));
+  };
+
+  it('closes with 505 when a method arrives instead of the content header', async (t) => {
+    const raw = await RawClient.open(suite.broker);
+    t.after(() => raw.destroy());
+    await raw.openChannel(1);
+    raw.write(Buffer.concat([publish(1), publish(1)]));
+    const close = await raw.expectClose();
+    assert.deepEqual(
+      [close.channel, close.replyCode, close.replyText, close.failingClassId, close.failingMethodId],
+      [0, 505, 'UNEXPECTED_FRAME - expected content header for class 60, got non content header frame instead', 60, 40],
+    );
+  });
+
+  it('closes with 505 when the content header has the wrong class id', async (t) => {
+    const raw = await RawClient.open(suite.broker);
+    t.after(() => raw.destroy());
+    await raw.openChannel(1);
+    raw.write(Buffer.concat([publish(1), header(1, 50, 0)]));
+    const close = await raw.expectClose();
+    assert.deepEqual(
+      [close.channel, close.replyCode, close.replyText, close.failingClassId, close.failingMethodId],
+      [0, 505, 'UNEXPECTED_FRAME - expected content header for class 60, got one for class 50 instead', 60, 40],
+    );
+  });
+
+  it('closes with 505 when a method arrives before the body is complete', async (t) => {
+    const raw = await RawClient.open(suite.broker);
+    t.after(() => raw.destroy());
+    await raw.openChannel(1);
+    raw.write(Buffer.concat([publish(1), header(1, 60, 5), encodeFrame(3, 1, Buffer.from('ab')), publish(1)]));
+    const close = await raw.expectClose();
+    assert.deepEqual(
+      [close.channel, close.replyCode, close.replyText, close.failingClassId, close.failingMethodId],
+      [0, 505, 'UNEXPECTED_FRAME - expected content body, got non content body frame instead', 60, 40],
+    );
+  });
+
+  it('closes with 505 on a content header for a channel that is not expecting one', async (t) => {
+    const raw = await RawClient.open(suite.broker);
+    t.after(() => raw.destroy());
+    await raw.openChannel(1);
+    await raw.openChannel(2);
+    raw.write(Buffer.concat([publish(1), header(2, 60, 0)]));
+    const close = await raw.expectClose();
+    assert.deepEqual([close.channel, close.replyCode, close.replyText], [0, 505, 'UNEXPECTED_FRAME - expected method frame, got non method frame instead']);
+  });
+
+  it('assembles content frames of different channels interleaved on the wire', async (t) => {
+    const c = await suite.context(t);
+    const q = await c.queue();
+    const raw = await RawClient.open(suite.broker);
+    t.after(() => raw.destroy());
+    await raw.openChannel(1);
+    await raw.openChannel(2);
+    const pub = (ch: number): Buffer => methodFrame(ch, 60, 40, u16(0), shortstr(''), shortstr(q), Buffer.from([0]));
+    raw.write(
+      Buffer.concat([
+        pub(1),
+        pub(2),
+        header(1, 60, 4),
+        header(2, 60, 4),
+        encodeFrame(3, 2, Buffer.from('ch')),
+        encodeFrame(3, 1, Buffer.from('ch')),
+        encodeFrame(3, 1, Buffer.from('-1')),
+        encodeFrame(3, 2, Buffer.from('-2')),
+      ]),
+    );
+    // confirm.select on both channels acts as a barrier: each is answered after that channel's publish.
+    raw.write(Buffer.concat([methodFrame(1, 85, 10, Buffer.from([0])), methodFrame(2, 85, 10, Buffer.from([0]))]));
+    await raw.expectMethod(85, 11);
+    await raw.expectMethod(85, 11);
+    const ch = await c.channel();
+    assert.deepEqual((await drain(ch, q)).sort(), ['ch-1', 'ch-2']);
+  });
+});
+
+describe('channel-level protocol details', () => {
+  it('ignores methods after a server channel.close until close-ok, then lets the channel be reopened', async (t) => {
+    const raw = await RawClient.open(suite.broker);
+    t.after(() => raw.destroy());
+    await raw.openChannel(1);
+    const passive = (q: string): Buffer => methodFrame(1, 50, 10, u16(0), shortstr(q), Buffer.from([1]), EMPTY_TABLE);
+    raw.write(passive('e2e-surely-missing-queue'));
+    const close = await raw.expectClose();
+    assert.deepEqual(
+      [close.channel, close.classId, close.methodId, close.replyCode, close.replyText],
+      [1, 20, 40, 404, "NOT_FOUND - no queue 'e2e-surely-missing-queue' in vhost '/'"],
+    );
+    raw.write(passive('e2e-another-missing-queue')); // ignored: the channel is closing
+    raw.write(methodFrame(1, 20, 41)); // channel.close-ok
+    raw.write(methodFrame(1, 20, 10, shortstr('')));
+    const next = await raw.readMethod();
+    assert.deepEqual([next.channel, next.classId, next.methodId], [1, 20, 11]);
+  });
+
+  it('closes the connection with 540 on channel.flow active=false', async (t) => {
+    const raw = await RawClient.open(suite.broker);
+    t.after(() => raw.destroy());
+    await raw.openChannel(1);
+    raw.write(methodFrame(1, 20, 20, Buffer.from([0])));
+    const close = await raw.expectClose();
+    assert.deepEqual(
+      [close.channel, close.replyCode, close.replyText, close.failingClassId, close.failingMethodId],
+      [0, 540, 'NOT_IMPLEMENTED - active=false', 20, 20],
+    );
+  });
+
+  it('answers the deprecated access.request with access.request-ok ticket 1', async (t) => {
+    const raw = await RawClient.open(suite.broker);
+    t.after(() => raw.destroy());
+    await raw.openChannel(1);
+    raw.write(methodFrame(1, 30, 10, shortstr('/data'), Buffer.from([0])));
+    const ok = await raw.expectMethod(30, 11);
+    assert.deepEqual([ok.channel, ok.args.readUInt16BE(0)], [1, 1]);
+  });
+
+  it('closes the connection with 503 on an unsolicited channel.close-ok', async (t) => {
+    const raw = await RawClient.open(suite.broker);
+    t.after(() => raw.destroy());
+    await raw.openChannel(1);
+    raw.write(methodFrame(1, 20, 41));
+    const close = await raw.expectClose();
+    assert.deepEqual(
+      [close.channel, close.replyCode, close.replyText, close.failingClassId, close.failingMethodId],
+      [0, 503, 'COMMAND_INVALID - unimplemented method', 20, 41],
+    );
+  });
+
+  it('closes with 505 when a channel method is sent before connection.open', async (t) => {
+    const raw = await RawClient.connect(suite.broker.host, suite.broker.port);
+    t.after(() => raw.destroy());
+    await raw.greet();
+    await raw.login();
+    raw.write(methodFrame(1, 20, 10, shortstr('')));
+    const close = await raw.expectClose();
+    assert.deepEqual([close.channel, close.replyCode, close.replyText], [0, 505, 'UNEXPECTED_FRAME - type 1, all octets = <<0,20,0,10,0>>']);
+  });
+
+  it('counts open channels against channel_max rather than checking channel numbers', async (t) => {
+    // RabbitMQ 3.x accepts channel ids above the negotiated channel_max (here 10 and 2048 > 2047).
+    const raw = await RawClient.open(suite.broker, { channelMax: 10 });
+    t.after(() => raw.destroy());
+    await raw.openChannel(11);
+    await raw.openChannel(2048);
   });
 });

@@ -155,6 +155,7 @@ export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise
 
 interface Watch {
   error: Error | undefined;
+  isClosed: boolean;
   closed: Promise<Error | undefined>;
 }
 const watches = new WeakMap<object, Watch>();
@@ -163,12 +164,15 @@ const watches = new WeakMap<object, Watch>();
 export function watch(emitter: Channel | Connection): Watch {
   let w = watches.get(emitter);
   if (w) return w;
-  const rec: Watch = { error: undefined, closed: Promise.resolve(undefined) };
+  const rec: Watch = { error: undefined, isClosed: false, closed: Promise.resolve(undefined) };
   rec.closed = new Promise((resolve) => {
     emitter.on('error', (err: Error) => {
       rec.error ??= err;
     });
-    emitter.once('close', (err?: Error) => resolve(rec.error ?? err));
+    emitter.once('close', (err?: Error) => {
+      rec.isClosed = true;
+      resolve(rec.error ?? err);
+    });
   });
   watches.set(emitter, rec);
   w = rec;
@@ -183,10 +187,8 @@ export async function serverClose(emitter: Channel | Connection, ms = DEFAULT_TI
 }
 
 /** True once a channel/connection has been closed (by either side). */
-export async function isClosed(emitter: Channel | Connection): Promise<boolean> {
-  const marker = Symbol('open');
-  const r = await Promise.race([watch(emitter).closed.then(() => true), Promise.resolve(marker)]);
-  return r === true;
+export function isClosed(emitter: Channel | Connection): boolean {
+  return watch(emitter).isClosed;
 }
 
 // ---------------------------------------------------------------------------
@@ -237,7 +239,7 @@ export async function openConfirmChannel(conn: Connection): Promise<ConfirmChann
 
 /** Closes quietly: already-closed channels/connections are fine. */
 export async function closeQuietly(x: Channel | Connection): Promise<void> {
-  if (await isClosed(x)) return;
+  if (isClosed(x)) return;
   try {
     await withTimeout(x.close(), DEFAULT_TIMEOUT_MS, 'close');
   } catch {

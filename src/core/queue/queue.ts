@@ -1,15 +1,13 @@
 import { AmqpError } from '../../protocol/errors';
 import type { FieldTable } from '../../protocol/field-table';
-import { Message } from '../message';
-import { Ring } from '../ring';
+import type { Message } from '../message';
 import type { Consumer } from './consumer';
+import { EntryState, QueueEntry } from './entry';
+import { ExpiryHeap } from './expiry-heap';
+import { ReadyList } from './ready-list';
+import type { QueueSettings } from './settings';
 
-export interface QueueEntry {
-  readonly msg: Message;
-  /** Position in the queue's history; requeued messages go back in this order. */
-  readonly seq: number;
-  redelivered: boolean;
-}
+export type { QueueEntry } from './entry';
 
 export interface QueueOptions {
   durable: boolean;
@@ -18,32 +16,53 @@ export interface QueueOptions {
   arguments: FieldTable;
 }
 
-/** What happened to a queue that was asked to delete itself. */
-export type QueueDeletedReason = 'deleted' | 'auto-delete' | 'owner-closed';
+/** Why a queue went away. */
+export type QueueDeletedReason = 'deleted' | 'auto-delete' | 'owner-closed' | 'expired';
+
+/** Why a message left a queue without being acknowledged (the x-death reasons). */
+export type DeadLetterReason = 'rejected' | 'expired' | 'maxlen';
+
+/** Outcome of offering a message to a queue. */
+export const enum EnqueueOutcome {
+  Accepted = 0,
+  /** x-overflow reject-publish(-dlx) refused it: the publisher's confirm becomes a nack. */
+  Rejected = 1,
+}
 
 export interface QueueObserver {
   queueDeleted(queue: Queue, reason: QueueDeletedReason): void;
+  /** Called for every message that leaves without an ack, DLX configured or not. */
+  deadLetter(queue: Queue, msg: Message, reason: DeadLetterReason): void;
 }
 
 /**
- * A FIFO of ready messages plus the consumers that drain it. Dispatch is synchronous:
- * enqueue hands the message straight to a consumer when one can take it, so the common
- * path costs no timers or promises.
+ * Ready messages plus the consumers that drain them, with RabbitMQ's lifecycle rules: TTL
+ * (per queue and per message, expired on time by an expiry heap with one timer), length
+ * limits with overflow behaviours, priorities, single active consumer and queue expiry.
+ * Dispatch is synchronous: enqueue hands a message straight to a consumer when one can take
+ * it, so the common path has no timers or promises.
  */
 export class Queue {
-  private readonly ready = new Ring<QueueEntry>(64);
+  private ready: ReadyList;
+  private readonly heap = new ExpiryHeap();
+  private expiryTimer: NodeJS.Timeout | null = null;
+  private expiryTimerAt = 0;
+  private idleTimer: NodeJS.Timeout | null = null;
+  private lastUsed = Date.now();
   private consumers: Consumer[] = [];
   private rrIndex = 0;
   private nextSeq = 1;
   private draining = false;
   private hadConsumer = false;
+  private readyCount = 0;
+  private readyBytes = 0;
   /** Deliveries handed to acking consumers and not yet settled. */
   unackedCount = 0;
   deleted = false;
-  /** Marks this queue as already chosen during one routing pass (see VHost.publish). */
+  /** Marks this queue as already chosen during one routing pass (see VHost.route). */
   routeEpoch = 0;
   /** Counters for management and metrics. */
-  readonly stats = { published: 0, delivered: 0, acked: 0, redelivered: 0 };
+  readonly stats = { published: 0, delivered: 0, acked: 0, redelivered: 0, expired: 0, dropped: 0 };
 
   readonly durable: boolean;
   readonly exclusiveOwner: object | null;
@@ -55,15 +74,34 @@ export class Queue {
     readonly name: string,
     options: QueueOptions,
     private readonly observer: QueueObserver,
+    private settingsInForce: QueueSettings,
   ) {
     this.durable = options.durable;
     this.exclusiveOwner = options.exclusiveOwner;
     this.autoDelete = options.autoDelete;
     this.arguments = options.arguments;
+    const maxPriority = settingsInForce.maxPriority;
+    this.ready = new ReadyList(maxPriority !== undefined && maxPriority > 0 ? Math.min(maxPriority, 255) + 1 : 1);
+    this.armIdleTimer();
+  }
+
+  get settings(): QueueSettings {
+    return this.settingsInForce;
+  }
+
+  /** A policy changed. Priority levels are fixed at declaration, as in RabbitMQ. */
+  applySettings(settings: QueueSettings): void {
+    this.settingsInForce = settings;
+    this.enforceLimits();
+    this.armIdleTimer();
   }
 
   get messageCount(): number {
-    return this.ready.length;
+    return this.readyCount;
+  }
+
+  get messageBytes(): number {
+    return this.readyBytes;
   }
 
   get consumerCount(): number {
@@ -74,20 +112,53 @@ export class Queue {
     return this.consumers;
   }
 
-  enqueue(msg: Message): void {
+  /** The consumer that receives messages under single-active-consumer, if any. */
+  get activeConsumer(): Consumer | undefined {
+    return this.settingsInForce.singleActiveConsumer ? this.consumers[0] : undefined;
+  }
+
+  enqueue(msg: Message): EnqueueOutcome {
+    if (this.deleted) return EnqueueOutcome.Accepted;
+    const s = this.settingsInForce;
+    if (s.overflow !== 'drop-head' && this.isFullFor(msg.bodySize)) {
+      this.stats.dropped++;
+      if (s.overflow === 'reject-publish-dlx') this.observer.deadLetter(this, msg, 'maxlen');
+      return EnqueueOutcome.Rejected;
+    }
+    let expiresAt = 0;
+    const ttl = s.messageTtl === undefined ? msg.ttl : msg.ttl < 0 ? s.messageTtl : Math.min(msg.ttl, s.messageTtl);
+    if (ttl >= 0) expiresAt = Date.now() + ttl;
+    const maxLevel = this.ready.levelCount - 1;
+    const entry: QueueEntry = {
+      msg,
+      seq: this.nextSeq++,
+      redelivered: false,
+      state: EntryState.Ready,
+      expiresAt,
+      level: maxLevel === 0 ? 0 : Math.min(msg.priority, maxLevel),
+      inHeap: false,
+    };
     msg.refs++;
     this.stats.published++;
-    this.ready.push({ msg, seq: this.nextSeq++, redelivered: false });
+    this.ready.push(entry);
+    this.readyCount++;
+    this.readyBytes += msg.bodySize;
+    if (expiresAt !== 0) this.trackExpiry(entry);
+    if (s.maxLength !== undefined || s.maxLengthBytes !== undefined) this.enforceLimits();
     if (this.consumers.length !== 0) this.drain();
+    // TTL 0: delivered only if a consumer took it just now, otherwise expired at once.
+    if (ttl === 0 && entry.state === EntryState.Ready) this.expireDue(Number.MAX_SAFE_INTEGER, entry);
+    return EnqueueOutcome.Accepted;
   }
 
   /** basic.get: the head message, counted as unacked unless noAck. */
   get(noAck: boolean): QueueEntry | undefined {
-    const entry = this.ready.shift();
+    this.touch();
+    const entry = this.takeReady();
     if (entry === undefined) return undefined;
     this.stats.delivered++;
     if (entry.redelivered) this.stats.redelivered++;
-    if (noAck) this.release(entry);
+    if (noAck) this.settle(entry);
     else this.unackedCount++;
     return entry;
   }
@@ -95,46 +166,55 @@ export class Queue {
   ack(entry: QueueEntry): void {
     this.unackedCount--;
     this.stats.acked++;
-    this.release(entry);
+    this.settle(entry);
   }
 
-  /** Settle without requeue (reject/nack requeue=false): the message leaves the queue. */
+  /** reject/nack with requeue=false: the message leaves, dead-lettered if configured. */
   discard(entry: QueueEntry): void {
     this.unackedCount--;
-    this.release(entry);
+    this.settle(entry);
+    this.observer.deadLetter(this, entry.msg, 'rejected');
   }
 
-  /**
-   * Put unacked messages back. RabbitMQ returns them to their original place, which for
-   * messages taken from the head means the head; we merge by sequence number so several
-   * requeues in any order still restore publish order.
-   */
+  /** Put unacked messages back in their original places, marked redelivered. */
   requeue(entries: QueueEntry[]): void {
     if (entries.length === 0) return;
     this.unackedCount -= entries.length;
     if (this.deleted) {
-      for (const e of entries) this.release(e);
+      for (const e of entries) this.settle(e);
       return;
     }
-    entries.sort((a, b) => a.seq - b.seq);
-    const last = entries[entries.length - 1]!.seq;
-    const merged: QueueEntry[] = [];
-    let i = 0;
-    while (this.ready.length !== 0 && this.ready.peek()!.seq < last) {
-      const head = this.ready.shift()!;
-      while (i < entries.length && entries[i]!.seq < head.seq) merged.push(entries[i++]!);
-      merged.push(head);
+    const now = Date.now();
+    const back: QueueEntry[] = [];
+    for (const e of entries) {
+      e.redelivered = true;
+      if (e.expiresAt !== 0 && e.expiresAt <= now) {
+        this.settle(e);
+        this.stats.expired++;
+        this.observer.deadLetter(this, e.msg, 'expired');
+        continue;
+      }
+      e.state = EntryState.Ready;
+      this.readyCount++;
+      this.readyBytes += e.msg.bodySize;
+      if (e.expiresAt !== 0 && !e.inHeap) this.trackExpiry(e);
+      back.push(e);
     }
-    while (i < entries.length) merged.push(entries[i++]!);
-    for (const e of entries) e.redelivered = true;
-    for (let j = merged.length - 1; j >= 0; j--) this.ready.unshift(merged[j]!);
+    if (back.length !== 0) this.ready.requeue(back);
     this.drain();
   }
 
   purge(): number {
-    const dropped = this.ready.clear();
-    for (const e of dropped) this.release(e);
+    const dropped = this.ready.drainAll();
+    for (const e of dropped) this.settle(e);
+    this.readyCount = 0;
+    this.readyBytes = 0;
     return dropped.length;
+  }
+
+  /** Ready messages without consuming them (management's browse). */
+  peekReady(offset: number, count: number): QueueEntry[] {
+    return this.ready.slice(offset, count);
   }
 
   /** Throws if a new consumer (exclusive or not) may not attach now. */
@@ -146,11 +226,16 @@ export class Queue {
 
   addConsumer(consumer: Consumer): void {
     this.assertConsumable(consumer.exclusive);
-    // Kept sorted by priority (stable), so dispatch serves the highest first.
-    let at = this.consumers.length;
-    while (at > 0 && this.consumers[at - 1]!.priority < consumer.priority) at--;
-    this.consumers.splice(at, 0, consumer);
+    if (this.settingsInForce.singleActiveConsumer) {
+      this.consumers.push(consumer); // registration order decides who is active
+    } else {
+      // Kept sorted by priority (stable), so dispatch serves the highest first.
+      let at = this.consumers.length;
+      while (at > 0 && this.consumers[at - 1]!.priority < consumer.priority) at--;
+      this.consumers.splice(at, 0, consumer);
+    }
     this.hadConsumer = true;
+    this.touch();
     this.drain();
   }
 
@@ -164,6 +249,10 @@ export class Queue {
       this.delete('auto-delete');
       return true;
     }
+    this.touch();
+    this.armIdleTimer();
+    // Under single-active-consumer the next consumer may just have become active.
+    if (at === 0 && this.settingsInForce.singleActiveConsumer) this.drain();
     return false;
   }
 
@@ -172,13 +261,14 @@ export class Queue {
     if (this.draining || this.deleted) return;
     this.draining = true;
     try {
-      while (this.ready.length !== 0) {
+      while (this.readyCount !== 0) {
         const consumer = this.pickConsumer();
         if (consumer === undefined) break;
-        const entry = this.ready.shift()!;
+        const entry = this.takeReady();
+        if (entry === undefined) break;
         this.stats.delivered++;
         if (entry.redelivered) this.stats.redelivered++;
-        if (consumer.noAck) this.release(entry);
+        if (consumer.noAck) this.settle(entry);
         else this.unackedCount++;
         consumer.deliver(this, entry);
       }
@@ -189,9 +279,11 @@ export class Queue {
 
   delete(reason: QueueDeletedReason): number {
     if (this.deleted) return 0;
+    const count = this.readyCount;
+    this.purge();
     this.deleted = true;
-    const count = this.ready.length;
-    for (const e of this.ready.clear()) this.release(e);
+    this.heap.clear();
+    this.clearTimers();
     const consumers = this.consumers;
     this.consumers = [];
     for (const c of consumers) c.cancelledByQueue(this);
@@ -199,14 +291,134 @@ export class Queue {
     return count;
   }
 
+  /** A redeclare counts as use for x-expires. */
+  touch(): void {
+    this.lastUsed = Date.now();
+  }
+
+  // ---- internals -------------------------------------------------------------------------
+
+  /** Head of the ready list, expiring anything whose time passed while the timer lagged. */
+  private takeReady(): QueueEntry | undefined {
+    for (;;) {
+      const e = this.ready.shift();
+      if (e === undefined) return undefined;
+      this.readyCount--;
+      this.readyBytes -= e.msg.bodySize;
+      if (e.expiresAt !== 0 && e.expiresAt < Date.now()) {
+        this.expire(e);
+        continue;
+      }
+      e.state = EntryState.Unacked;
+      return e;
+    }
+  }
+
+  private isFullFor(bytes: number): boolean {
+    const s = this.settingsInForce;
+    if (s.maxLength !== undefined && this.readyCount >= s.maxLength) return true;
+    return s.maxLengthBytes !== undefined && this.readyBytes + bytes > s.maxLengthBytes;
+  }
+
+  /** drop-head: the oldest ready messages make room, dead-lettered with reason maxlen. */
+  private enforceLimits(): void {
+    const s = this.settingsInForce;
+    if (s.overflow !== 'drop-head') return;
+    while (
+      (s.maxLength !== undefined && this.readyCount > s.maxLength) ||
+      (s.maxLengthBytes !== undefined && this.readyBytes > s.maxLengthBytes)
+    ) {
+      const e = this.ready.shift();
+      if (e === undefined) break;
+      this.readyCount--;
+      this.readyBytes -= e.msg.bodySize;
+      this.settle(e);
+      this.stats.dropped++;
+      this.observer.deadLetter(this, e.msg, 'maxlen');
+    }
+  }
+
+  private trackExpiry(e: QueueEntry): void {
+    this.heap.push(e);
+    if (this.expiryTimer === null || e.expiresAt < this.expiryTimerAt) this.armExpiryTimer(e.expiresAt);
+  }
+
+  private armExpiryTimer(at: number): void {
+    if (this.expiryTimer !== null) clearTimeout(this.expiryTimer);
+    this.expiryTimerAt = at;
+    this.expiryTimer = setTimeout(() => {
+      this.expiryTimer = null;
+      this.expireDue(Date.now());
+    }, Math.max(0, at - Date.now()));
+    this.expiryTimer.unref();
+  }
+
+  /** Expire every ready entry due by `now` (or exactly `only`), then re-arm for the next. */
+  private expireDue(now: number, only?: QueueEntry): void {
+    if (only !== undefined) {
+      this.removeReady(only);
+      this.expire(only);
+      return;
+    }
+    for (;;) {
+      const top = this.heap.peek();
+      if (top === undefined || top.expiresAt > now) break;
+      this.heap.pop();
+      if (top.state !== EntryState.Ready) continue; // delivered meanwhile; requeue re-tracks it
+      this.removeReady(top);
+      this.expire(top);
+    }
+    const next = this.heap.peek();
+    if (next !== undefined && !this.deleted) this.armExpiryTimer(next.expiresAt);
+  }
+
+  /** Out-of-order removal: the ring keeps a tombstone that shift() skips later. */
+  private removeReady(e: QueueEntry): void {
+    this.readyCount--;
+    this.readyBytes -= e.msg.bodySize;
+    e.state = EntryState.Gone;
+  }
+
+  private expire(e: QueueEntry): void {
+    this.settle(e);
+    this.stats.expired++;
+    this.observer.deadLetter(this, e.msg, 'expired');
+  }
+
+  /** x-expires: delete the queue once it has been unused (no consumers, gets or redeclares) long enough. */
+  private armIdleTimer(): void {
+    const expires = this.settingsInForce.expires;
+    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+    if (expires === undefined || this.deleted || this.consumers.length !== 0) return;
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = null;
+      if (this.deleted || this.consumers.length !== 0) return;
+      if (Date.now() - this.lastUsed >= expires) this.delete('expired');
+      else this.armIdleTimer();
+    }, Math.max(0, this.lastUsed + expires - Date.now()));
+    this.idleTimer.unref();
+  }
+
+  private clearTimers(): void {
+    if (this.expiryTimer !== null) clearTimeout(this.expiryTimer);
+    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
+    this.expiryTimer = this.idleTimer = null;
+  }
+
   /**
    * Round-robin within the highest priority that has a consumer able to accept. Consumers
-   * are sorted by priority, so the first group with capacity wins.
+   * are sorted by priority, so the first group with capacity wins. Under single active
+   * consumer only the first registered consumer is ever chosen.
    */
   private pickConsumer(): Consumer | undefined {
     const list = this.consumers;
     const n = list.length;
     if (n === 0) return undefined;
+    if (this.settingsInForce.singleActiveConsumer) {
+      const active = list[0]!;
+      return active.canAccept() ? active : undefined;
+    }
     if (list[0]!.priority === list[n - 1]!.priority) {
       for (let k = 0; k < n; k++) {
         const i = (this.rrIndex + k) % n;
@@ -237,7 +449,9 @@ export class Queue {
     return undefined;
   }
 
-  private release(entry: QueueEntry): void {
+  /** The message left this queue for good. */
+  private settle(entry: QueueEntry): void {
+    entry.state = EntryState.Gone;
     entry.msg.refs--;
   }
 }
