@@ -32,7 +32,16 @@ export interface Config {
   loopbackUsers: string[];
   /** Announced in connection.start's cluster_name, as RabbitMQ does (rabbit@host). */
   clusterName: string;
+  /** RabbitMQ's consumer_timeout: ms a delivery may stay unacknowledged; 0 disables. */
+  consumerTimeout: number;
+  /**
+   * What a consumer timeout does: 'cancel-consumer' (Warren's default) cancels only the stuck
+   * consumer and requeues its messages; 'close-channel' closes the channel with 406 as RabbitMQ.
+   */
+  consumerTimeoutAction: ConsumerTimeoutAction;
 }
+
+export type ConsumerTimeoutAction = 'cancel-consumer' | 'close-channel';
 
 export function defaultConfig(): Config {
   return {
@@ -50,6 +59,8 @@ export function defaultConfig(): Config {
     defaultVhost: '/',
     loopbackUsers: ['guest'],
     clusterName: `warren@${hostname()}`,
+    consumerTimeout: 1_800_000,
+    consumerTimeoutAction: 'cancel-consumer',
   };
 }
 
@@ -212,6 +223,12 @@ function integer(min: number, max: number): ValueType<number> {
   };
 }
 
+function oneOfText<T extends string>(values: readonly T[]): ValueType<T> {
+  const expected = `one of ${values.join(', ')}`;
+  const check = (v: unknown): Checked<T> => (values.includes(v as T) ? { value: v as T } : { expected });
+  return { fromText: check, fromJson: check };
+}
+
 function text(options: { allowEmpty: boolean }): ValueType<string> {
   const expected = options.allowEmpty ? 'a string' : 'a non-empty string';
   const check = (s: string): Checked<string> => (s !== '' || options.allowEmpty ? { value: s } : { expected });
@@ -268,6 +285,8 @@ const SETTINGS: readonly Setting[] = [
   { key: 'defaultVhost', description: 'default virtual host', type: text({ allowEmpty: false }) },
   { key: 'loopbackUsers', description: 'users that may only log in from loopback', type: userList },
   { key: 'clusterName', description: 'cluster name announced to clients', type: text({ allowEmpty: false }) },
+  { key: 'consumerTimeout', flag: '--consumer-timeout', arg: '<ms>', env: 'WARREN_CONSUMER_TIMEOUT', description: 'ms a delivery may stay unacknowledged before the consumer timeout acts; 0 disables', type: integer(0, 2 ** 31 - 1) },
+  { key: 'consumerTimeoutAction', flag: '--consumer-timeout-action', arg: '<action>', env: 'WARREN_CONSUMER_TIMEOUT_ACTION', description: "cancel-consumer (cancel only the stuck consumer, requeue its messages) or close-channel (RabbitMQ's 406)", type: oneOfText(['cancel-consumer', 'close-channel'] as const) },
 ] satisfies { [K in keyof Config]: Setting<K> }[keyof Config][];
 
 function buildProgram(version: string): Command {

@@ -14,14 +14,8 @@ import { ContentAssembler } from './content-assembler';
 import { REPLY_TO, REPLY_TO_PREFIX } from './direct-reply';
 import { handleTopologyMethod } from './topology';
 import { Transaction } from './transaction';
+import { Delivery, UnackedDeliveries } from './unacked';
 
-/** One delivery awaiting ack, by delivery tag. */
-interface Delivery {
-  readonly tag: number;
-  readonly queue: Queue;
-  readonly entry: QueueEntry;
-  readonly consumer: ChannelConsumer | null;
-}
 
 type State = 'open' | 'closing' | 'closed';
 
@@ -33,12 +27,12 @@ export class Channel {
   private state: State = 'open';
   private readonly assembler = new ContentAssembler();
   readonly consumers = new Map<string, ChannelConsumer>();
-  private readonly unacked = new Map<number, Delivery>();
+  private readonly unacked = new UnackedDeliveries();
+  private timeoutTimer: NodeJS.Timeout | null = null;
+  private timeoutAt = Infinity;
   private nextDeliveryTag = 1;
   private prefetchCount = 0;
   private globalPrefetch = 0;
-  /** Deliveries to acking consumers still outstanding, for the global prefetch limit. */
-  private unackedCount = 0;
   private confirmMode = false;
   private publishSeq = 0;
   private confirmFrom = 0;
@@ -372,17 +366,13 @@ export class Channel {
 
   canDeliver(noAck: boolean): boolean {
     if (this.state !== 'open') return false;
-    if (!noAck && this.globalPrefetch !== 0 && this.unackedCount >= this.globalPrefetch) return false;
+    if (!noAck && this.globalPrefetch !== 0 && this.unacked.size >= this.globalPrefetch) return false;
     return this.conn.canSend();
   }
 
   deliver(consumer: ChannelConsumer, queue: Queue, entry: QueueEntry): void {
     const tag = this.nextDeliveryTag++;
-    if (!consumer.noAck) {
-      this.unacked.set(tag, { tag, queue, entry, consumer });
-      consumer.unacked++;
-      this.unackedCount++;
-    }
+    if (!consumer.noAck) this.track({ tag, queue, entry, consumer, deliveredAt: Date.now() });
     this.stats.delivered++;
     const msg = entry.msg;
     this.conn.writer.deliver(this.id, consumer.tagBytes, tag, entry.redelivered, msg.exchange, msg.routingKey, msg.rawProperties, msg.body);
@@ -398,10 +388,7 @@ export class Channel {
       return;
     }
     const tag = this.nextDeliveryTag++;
-    if (!noAck) {
-      this.unacked.set(tag, { tag, queue, entry, consumer: null });
-      this.unackedCount++;
-    }
+    if (!noAck) this.track({ tag, queue, entry, consumer: null, deliveredAt: Date.now() });
     this.stats.delivered++;
     const msg = entry.msg;
     this.conn.writer.getOk(this.id, tag, entry.redelivered, msg.exchange, msg.routingKey, queue.messageCount, msg.rawProperties, msg.body);
@@ -414,44 +401,20 @@ export class Channel {
 
   // ---- acknowledgements ------------------------------------------------------------------
 
-  /**
-   * basic.ack / nack / reject. As RabbitMQ's collect_acks: `multiple` takes every tag up to
-   * and including deliveryTag (0 meaning all), and a tag that is not outstanding is a 406.
-   */
+  private track(d: Delivery): void {
+    this.unacked.add(d);
+    const timeout = d.queue.settings.consumerTimeout ?? this.conn.broker.config.consumerTimeout;
+    if (timeout > 0) this.armConsumerTimeout(d.deliveredAt + timeout);
+  }
+
+  /** basic.ack / nack / reject: settled now, or at commit inside a transaction. */
   private settle(deliveryTag: number, multiple: boolean, kind: 'ack' | 'reject', requeue: boolean, key: number): void {
-    const taken: Delivery[] = [];
-    if (multiple) {
-      const all = deliveryTag === 0;
-      if (!all && !this.unacked.has(deliveryTag)) {
-        throw new AmqpError('PRECONDITION_FAILED', `unknown delivery tag ${deliveryTag}`, key >>> 16, key & 0xffff);
-      }
-      for (const [tag, d] of this.unacked) {
-        if (!all && tag > deliveryTag) break;
-        taken.push(d);
-        this.unacked.delete(tag);
-      }
-    } else {
-      const d = this.unacked.get(deliveryTag);
-      if (d === undefined) {
-        throw new AmqpError('PRECONDITION_FAILED', `unknown delivery tag ${deliveryTag}`, key >>> 16, key & 0xffff);
-      }
-      this.unacked.delete(deliveryTag);
-      taken.push(d);
-    }
-    this.release(taken);
+    const taken = this.unacked.take(deliveryTag, multiple, key);
     if (this.tx !== null) {
       this.tx.settlements.push({ deliveries: taken, kind, requeue });
       return;
     }
     this.apply(taken, kind, requeue);
-  }
-
-  /** Frees prefetch capacity for the settled deliveries and lets their consumers resume. */
-  private release(deliveries: Delivery[]): void {
-    for (const d of deliveries) {
-      this.unackedCount--;
-      if (d.consumer !== null) d.consumer.unacked--;
-    }
   }
 
   private apply(deliveries: Delivery[], kind: 'ack' | 'reject', requeue: boolean): void {
@@ -467,12 +430,65 @@ export class Channel {
   }
 
   private requeueAll(): void {
-    const all = [...this.unacked.values()];
-    this.unacked.clear();
-    this.release(all);
-    requeueByQueue(all);
+    requeueByQueue(this.unacked.takeAll());
     this.drainQueues();
   }
+
+  // ---- consumer timeout ------------------------------------------------------------------
+
+  /** One timer per channel, armed for the earliest delivery deadline; never one per message. */
+  private armConsumerTimeout(at: number): void {
+    if (at >= this.timeoutAt || this.state !== 'open') return;
+    if (this.timeoutTimer !== null) clearTimeout(this.timeoutTimer);
+    this.timeoutAt = at;
+    this.timeoutTimer = setTimeout(() => this.onConsumerTimeout(), Math.max(0, at - Date.now()));
+    this.timeoutTimer.unref();
+  }
+
+  private onConsumerTimeout(): void {
+    this.timeoutTimer = null;
+    this.timeoutAt = Infinity;
+    if (this.state !== 'open') return;
+    const config = this.conn.broker.config;
+    const { stuck, next } = this.unacked.overdue(Date.now(), config.consumerTimeout);
+    if (stuck.length !== 0) {
+      const timeout = stuck[0]!.queue.settings.consumerTimeout ?? config.consumerTimeout;
+      if (config.consumerTimeoutAction === 'close-channel') {
+        this.fail(
+          new AmqpError(
+            'PRECONDITION_FAILED',
+            `delivery acknowledgement on channel ${this.id} timed out. Timeout value used: ${timeout} ms. ` +
+              'This timeout value can be configured, see consumers doc guide to learn more',
+          ),
+        );
+        return;
+      }
+      this.timeOutConsumers(stuck);
+    }
+    if (next !== Infinity) this.armConsumerTimeout(next);
+  }
+
+  /**
+   * Warren's default: only the stuck consumers go (server-sent basic.cancel) and their
+   * unacked messages are requeued; the channel and its other consumers carry on.
+   * A stuck basic.get delivery is simply requeued.
+   */
+  private timeOutConsumers(stuck: Delivery[]): void {
+    const consumers = new Set<ChannelConsumer>();
+    const gets: Delivery[] = [];
+    for (const d of stuck) {
+      if (d.consumer !== null) consumers.add(d.consumer);
+      else gets.push(d);
+    }
+    for (const c of consumers) {
+      this.conn.log.info({ channel: this.id, consumer: c.tag, queue: c.queue.name }, 'consumer timed out, cancelling it');
+      this.cancel(c.tag);
+      this.conn.sendMethod(this.id, { key: M.BasicCancel, consumerTag: c.tag, noWait: true });
+      requeueByQueue(this.unacked.takeConsumer(c));
+    }
+    for (const d of gets) requeueByQueue(this.unacked.take(d.tag, false, 0));
+  }
+
 
   // ---- transactions ----------------------------------------------------------------------
 
@@ -491,17 +507,7 @@ export class Channel {
     // Settled-in-transaction deliveries become unacked again under their own tags, as
     // RabbitMQ's rollback does; the map is rebuilt in tag order because multiple-acks rely on it.
     if (settlements.length === 0) return;
-    const all = [...this.unacked.values()];
-    for (const s of settlements) {
-      for (const d of s.deliveries) {
-        all.push(d);
-        this.unackedCount++;
-        if (d.consumer !== null) d.consumer.unacked++;
-      }
-    }
-    all.sort((a, b) => a.tag - b.tag);
-    this.unacked.clear();
-    for (const d of all) this.unacked.set(d.tag, d);
+    this.unacked.restore(settlements.flatMap((x) => x.deliveries));
   }
 
   // ---- errors and teardown ---------------------------------------------------------------
@@ -538,10 +544,9 @@ export class Channel {
       else c.queue.removeConsumer(c);
     }
     this.replyQueue = null;
-    const pending = [...this.unacked.values()];
-    this.unacked.clear();
-    this.unackedCount = 0;
-    requeueByQueue(pending);
+    if (this.timeoutTimer !== null) clearTimeout(this.timeoutTimer);
+    this.timeoutTimer = null;
+    requeueByQueue(this.unacked.takeAll());
     this.confirmFrom = this.confirmTo = 0;
   }
 

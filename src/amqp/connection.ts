@@ -78,6 +78,23 @@ export class Connection implements FrameSink {
     return this.channels.size;
   }
 
+  /** Read-only views for management and metrics (src/http, src/observability). */
+  get channelList(): IterableIterator<Channel> {
+    return this.channels.values();
+  }
+
+  get bytesReceived(): number {
+    return this.socket.bytesRead;
+  }
+
+  get bytesSent(): number {
+    return this.socket.bytesWritten;
+  }
+
+  get negotiatedChannelMax(): number {
+    return this.channelMax;
+  }
+
   /** Deliveries may go out only while the socket keeps up. */
   canSend(): boolean {
     if (this.socketBlocked || this.writer.pendingBytes > OUTPUT_HIGH_WATER || this.state !== 'opened') {

@@ -12,6 +12,9 @@ export class Message {
   storeId = 0;
   /** Number of queues still holding this message; the store frees it at zero. */
   refs = 0;
+  /** A delayed exchange already held this message; route it now. */
+  delayReleased = false;
+  delayHeld = false;
   /** Per-message TTL in ms from the expiration property; -1 when absent. */
   ttl = -1;
   private priorityCache = -1;

@@ -4,6 +4,7 @@ import { FieldTable, encodeTable, tableGet, fieldString } from '../protocol/fiel
 import { Binding, Destination, Exchange, ExchangeOptions, isQueue } from './exchanges/exchange';
 import { createExchange, isExchangeType } from './exchanges/registry';
 import { DefaultExchange } from './exchanges/default';
+import { DelayedExchange } from './exchanges/delayed';
 import type { Message } from './message';
 import { DeadLetterReason, EnqueueOutcome, Queue, QueueDeletedReason, QueueObserver, QueueOptions } from './queue/queue';
 import { effectiveSettings, QueueSettings } from './queue/settings';
@@ -88,7 +89,14 @@ export class VHost implements QueueObserver {
     if (!isExchangeType(d.type)) {
       throw new AmqpError('COMMAND_INVALID', `unknown exchange type '${d.type}'`);
     }
+    if (d.type === 'x-delayed-message') {
+      const inner = fieldString(tableGet(d.arguments, 'x-delayed-type'));
+      if (inner === undefined || inner === 'x-delayed-message' || !isExchangeType(inner)) {
+        throw new AmqpError('PRECONDITION_FAILED', "Invalid argument, 'x-delayed-type' must be an existing exchange type");
+      }
+    }
     const x = createExchange(d.type, this.name, d.name, d);
+    if (x instanceof DelayedExchange) x.release = (dx, msg) => this.publishReleased(dx, msg);
     this.exchanges.set(d.name, x);
     return x;
   }
@@ -210,14 +218,26 @@ export class VHost implements QueueObserver {
     const n = queues.length;
     let accepted = 0;
     this.lastPublishRejected = false;
+    const held = this.held;
     for (let i = 0; i < n; i++) {
       if (queues[i]!.enqueue(msg) === EnqueueOutcome.Accepted) accepted++;
       else this.lastPublishRejected = true;
     }
     queues.length = 0;
     if (this.deadLetters.length !== 0) this.processDeadLetters();
+    if (held && n === 0) return 1; // a delayed exchange took it: routed, as far as the publisher knows
     return this.lastPublishRejected ? accepted : n;
   }
+
+  /** A delayed message is due: route it like a fresh publish through its exchange. */
+  private publishReleased(x: DelayedExchange, msg: Message): void {
+    if (x.deleted) return;
+    const extra = publishedRoutingKeys(msg).slice(1);
+    this.publish(x, msg, extra.length === 0 ? null : extra);
+  }
+
+  /** Set by route() when a delayed exchange held the message. */
+  private held = false;
 
   lastPublishRejected = false;
 
@@ -284,6 +304,7 @@ export class VHost implements QueueObserver {
     const publishMark = ++this.epoch;
     const out = this.routed;
     out.length = 0;
+    this.held = false;
     exchange.stats.publishIn++;
     this.routeKey(exchange, msg, msg.routingKey, publishMark, ++this.epoch);
     if (extraKeys !== null) {
@@ -302,6 +323,10 @@ export class VHost implements QueueObserver {
     exchange.routeEpoch = epoch;
     while (work.length !== 0) {
       const x = work.pop()!;
+      if (x instanceof DelayedExchange && x.hold(msg, key)) {
+        this.held = true;
+        continue;
+      }
       cand.length = 0;
       x.route(msg, key, cand);
       if (cand.length === 0) {
@@ -361,6 +386,7 @@ export class VHost implements QueueObserver {
 
   private removeExchange(x: Exchange): void {
     x.deleted = true;
+    if (x instanceof DelayedExchange) x.dispose();
     this.exchanges.delete(x.name);
     for (const b of [...x.bindings]) {
       x.unbind(b.destination, b.routingKey, b.argumentsKey);

@@ -23,6 +23,7 @@
 import { after, before } from 'node:test';
 import type { TestContext as NodeTestContext } from 'node:test';
 import * as net from 'node:net';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as amqp from 'amqplib';
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, GetMessage, Message, Options } from 'amqplib';
@@ -40,6 +41,8 @@ export interface TestBroker {
   readonly port: number;
   /** True when the broker is an external one (WARREN_TEST_URL), e.g. RabbitMQ. */
   readonly external: boolean;
+  /** The embedded Warren's handle (undefined for an external broker). */
+  readonly warren?: import('../../src/index').BrokerHandle;
   close(): Promise<void>;
 }
 
@@ -59,7 +62,7 @@ export async function startTestBroker(): Promise<TestBroker> {
   // Imported lazily so that pointing the suite at RabbitMQ never loads Warren.
   const { startBroker } = await import('../../src/index');
   const handle = await startBroker({ port: 0, bind: '127.0.0.1', logLevel: 'silent' });
-  return { url: handle.url, host: handle.host, port: handle.port, external: false, close: () => handle.close() };
+  return { url: handle.url, host: handle.host, port: handle.port, external: false, warren: handle, close: () => handle.close() };
 }
 
 export interface Suite {
@@ -803,4 +806,146 @@ function parseClose(channel: number, m: RawMethod): RawClose {
     failingClassId: a.readUInt16BE(3 + textLen),
     failingMethodId: a.readUInt16BE(5 + textLen),
   };
+}
+
+// ---------------------------------------------------------------------------
+// Warren-only behaviour, time and policies
+
+/** True when the suite runs against the embedded Warren (no WARREN_TEST_URL). */
+export function isWarren(): boolean {
+  return process.env.WARREN_TEST_URL === undefined;
+}
+
+/**
+ * Skips the test unless it runs against Warren, with the reason RabbitMQ differs.
+ * Returns true when the test should go on.
+ */
+export function warrenOnly(t: NodeTestContext, reason: string): boolean {
+  if (isWarren()) return true;
+  t.skip(reason);
+  return false;
+}
+
+/**
+ * Waits a fixed time. Only for time-based behaviour (TTL, expiry, delays) where
+ * no event exists to wait for; never as a stand-in for synchronisation.
+ */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** A policy as RabbitMQ's set_policy takes it. */
+export interface PolicySpec {
+  name: string;
+  pattern: string;
+  definition: Record<string, unknown>;
+  applyTo?: 'queues' | 'exchanges' | 'all';
+  priority?: number;
+  vhost?: string;
+}
+
+function rabbitmqctl(args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile('rabbitmqctl', args, { timeout: 30_000 }, (err, _stdout, stderr) => {
+      if (err) reject(new Error(`rabbitmqctl ${args.join(' ')} failed: ${err.message} ${stderr}`));
+      else resolve();
+    });
+  });
+}
+
+/**
+ * Sets a policy: through the embedded Warren's policy store, or with rabbitmqctl
+ * for an external broker (which must then be a local RabbitMQ).
+ */
+export async function setPolicy(broker: TestBroker, p: PolicySpec): Promise<void> {
+  const vhost = p.vhost ?? '/';
+  const applyTo = p.applyTo ?? 'queues';
+  const priority = p.priority ?? 0;
+  if (broker.warren) {
+    broker.warren.broker.policies.set('policy', { vhost, name: p.name, pattern: p.pattern, applyTo, priority, definition: p.definition });
+    return;
+  }
+  await rabbitmqctl(['set_policy', '-p', vhost, p.name, p.pattern, JSON.stringify(p.definition), '--apply-to', applyTo, '--priority', String(priority)]);
+}
+
+/** Clears a policy set with setPolicy (a missing one is fine). */
+export async function clearPolicy(broker: TestBroker, name: string, vhost = '/'): Promise<void> {
+  if (broker.warren) {
+    broker.warren.broker.policies.delete('policy', vhost, name);
+    return;
+  }
+  try {
+    await rabbitmqctl(['clear_policy', '-p', vhost, name]);
+  } catch {
+    // already gone
+  }
+}
+
+/** Sets a policy and clears it after the test. */
+export async function withPolicy(t: NodeTestContext, broker: TestBroker, p: PolicySpec): Promise<void> {
+  t.after(() => clearPolicy(broker, p.name, p.vhost));
+  await setPolicy(broker, p);
+}
+
+/** Polls cond() until it holds, for state the broker changes without telling the client (e.g. policy re-application). */
+export async function eventually(cond: () => Promise<boolean>, ms = DEFAULT_TIMEOUT_MS, what = 'condition', every = 20): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (await cond()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(every);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Dead-lettering
+
+/** A fanout dead-letter exchange with one queue bound and consumed (no-ack) into a Collector. */
+export interface DeadLetterSink {
+  exchange: string;
+  queue: string;
+  received: Consumer;
+}
+
+/** Declares a fanout exchange + queue and consumes it, so dead-lettered messages can be awaited. */
+export async function deadLetterSink(c: Ctx, type = 'fanout', bindingKey = ''): Promise<DeadLetterSink> {
+  const exchange = await c.exchange(type);
+  const queue = await c.queue();
+  const ch = await c.channel();
+  await ch.bindQueue(queue, exchange, bindingKey);
+  const received = await consume(ch, queue, { noAck: true });
+  return { exchange, queue, received };
+}
+
+/** The x-death header of a message as amqplib decodes it (an array of tables). */
+export function xDeath(m: Message): Array<Record<string, unknown>> {
+  const h = m.properties.headers?.['x-death'];
+  if (!Array.isArray(h)) throw new Error(`no x-death header in ${JSON.stringify(m.properties.headers)}`);
+  return h as Array<Record<string, unknown>>;
+}
+
+/** Key order of an x-death entry written by a message's first death (RabbitMQ 3.10). */
+export const FIRST_DEATH_KEYS = ['count', 'reason', 'queue', 'time', 'exchange', 'routing-keys'];
+
+/** Seconds since the epoch, for checking AMQP timestamps against a test's time window. */
+export function epochSeconds(ms = Date.now()): number {
+  return Math.floor(ms / 1000);
+}
+
+/**
+ * Checks an x-death 'time' (amqplib decodes an AMQP timestamp as {'!': 'timestamp', value: seconds})
+ * lies within [fromMs, now] with a second of slack either side.
+ */
+export function assertDeathTime(time: unknown, fromMs: number): void {
+  const t = time as { '!'?: string; value?: number };
+  if (t?.['!'] !== 'timestamp' || typeof t.value !== 'number') throw new Error(`x-death time is not a timestamp: ${JSON.stringify(time)}`);
+  const lo = epochSeconds(fromMs) - 1;
+  const hi = epochSeconds() + 1;
+  if (t.value < lo || t.value > hi) throw new Error(`x-death time ${t.value} outside [${lo}, ${hi}]`);
+}
+
+/** An x-death entry with its time replaced by a marker (after checking it), for deepEqual. */
+export function deathWithoutTime(entry: Record<string, unknown>, fromMs: number): Record<string, unknown> {
+  assertDeathTime(entry.time, fromMs);
+  return { ...entry, time: '<checked>' };
 }

@@ -1,3 +1,4 @@
+import { DelayedExchange } from './delayed';
 import { DirectExchange } from './direct';
 import { Exchange, ExchangeOptions } from './exchange';
 import { FanoutExchange } from './fanout';
@@ -14,10 +15,11 @@ const TYPES: Record<string, ExchangeClass> = {
 };
 
 export function isExchangeType(type: string): boolean {
-  return Object.prototype.hasOwnProperty.call(TYPES, type);
+  return type === 'x-delayed-message' || Object.prototype.hasOwnProperty.call(TYPES, type);
 }
 
 export function createExchange(type: string, vhost: string, name: string, options: ExchangeOptions): Exchange {
+  if (type === 'x-delayed-message') return new DelayedExchange(vhost, name, options, createExchange);
   const cls = TYPES[type];
   if (cls === undefined) throw new Error(`unknown exchange type ${type}`);
   return new cls(vhost, name, options);
