@@ -8,6 +8,7 @@ import type { BrokerContext } from './amqp/broker-context';
 import { Config, defaultConfig } from './config';
 import { VHost } from './core/vhost';
 import { PolicyStore } from './core/policy';
+import { ResourceAlarms } from './core/alarms';
 import { createLogger, Logger } from './observability/logger';
 
 export interface BrokerHandle {
@@ -40,6 +41,7 @@ export class Broker implements BrokerContext {
   readonly directReply = new DirectReplyRegistry();
   readonly connections = new Set<Connection>();
   readonly policies = new PolicyStore();
+  readonly alarms: ResourceAlarms;
   private server: Server | null = null;
 
   constructor(
@@ -47,6 +49,18 @@ export class Broker implements BrokerContext {
     logger?: Logger,
   ) {
     this.logger = logger ?? createLogger(config.logLevel);
+    this.alarms = new ResourceAlarms({
+      memoryHighWatermark: config.memoryHighWatermark,
+      diskFreeLimit: config.diskFreeLimit,
+      dataDir: config.dataDir,
+    });
+    this.alarms.onChange = (blocked) => {
+      this.logger.warn({ alarms: this.alarms.alarms }, blocked ? 'resource alarm raised, blocking publishers' : 'resource alarms cleared');
+      for (const c of this.connections) {
+        if (blocked) c.alarmRaised();
+        else c.alarmCleared();
+      }
+    };
     this.policies.onChange = (vhost) => this.vhosts.get(vhost)?.reapplyPolicies();
     this.addVhost(config.defaultVhost);
     this.users.addUser(config.defaultUser, config.defaultPass, ['administrator']);
@@ -75,6 +89,7 @@ export class Broker implements BrokerContext {
       else server.listen(this.config.port, this.config.bind, onListening);
     });
     server.on('error', (err) => this.logger.error({ err: err.message }, 'listener error'));
+    this.alarms.start();
     const addr = server.address();
     if (addr === null || typeof addr === 'string') throw new Error('listener has no TCP address');
     return { host: addr.address, port: addr.port };
@@ -83,12 +98,14 @@ export class Broker implements BrokerContext {
   private accept(socket: Socket): void {
     const conn = new Connection(socket, this, (c) => this.connections.delete(c));
     this.connections.add(conn);
+    if (this.alarms.blocked) conn.alarmRaised();
   }
 
   /** Graceful stop: no new connections, 320 CONNECTION_FORCED to every client, then wait for sockets. */
   async close(): Promise<void> {
     const server = this.server;
     this.server = null;
+    this.alarms.stop();
     const closed = server === null ? Promise.resolve() : new Promise<void>((r) => server.close(() => r()));
     for (const c of [...this.connections]) c.close('CONNECTION_FORCED', 'broker forced connection closure with reason \'shutdown\'');
     const deadline = setTimeout(() => {

@@ -39,6 +39,10 @@ export interface Config {
    * consumer and requeues its messages; 'close-channel' closes the channel with 406 as RabbitMQ.
    */
   consumerTimeoutAction: ConsumerTimeoutAction;
+  /** Memory alarm threshold: a fraction of RAM (<= 1) or absolute bytes (RabbitMQ's default 0.4). */
+  memoryHighWatermark: number;
+  /** Disk alarm: bytes of free space under which publishers are blocked (RabbitMQ's 50 MB). */
+  diskFreeLimit: number;
 }
 
 export type ConsumerTimeoutAction = 'cancel-consumer' | 'close-channel';
@@ -61,6 +65,8 @@ export function defaultConfig(): Config {
     clusterName: `warren@${hostname()}`,
     consumerTimeout: 1_800_000,
     consumerTimeoutAction: 'cancel-consumer',
+    memoryHighWatermark: 0.4,
+    diskFreeLimit: 50_000_000,
   };
 }
 
@@ -223,6 +229,11 @@ function integer(min: number, max: number): ValueType<number> {
   };
 }
 
+const positiveNumber: ValueType<number> = {
+  fromText: (raw) => (/^[0-9]+(\.[0-9]+)?$/.test(raw) && Number(raw) > 0 ? { value: Number(raw) } : { expected: 'a positive number' }),
+  fromJson: (v) => (typeof v === 'number' && v > 0 && Number.isFinite(v) ? { value: v } : { expected: 'a positive number' }),
+};
+
 function oneOfText<T extends string>(values: readonly T[]): ValueType<T> {
   const expected = `one of ${values.join(', ')}`;
   const check = (v: unknown): Checked<T> => (values.includes(v as T) ? { value: v as T } : { expected });
@@ -285,6 +296,8 @@ const SETTINGS: readonly Setting[] = [
   { key: 'defaultVhost', description: 'default virtual host', type: text({ allowEmpty: false }) },
   { key: 'loopbackUsers', description: 'users that may only log in from loopback', type: userList },
   { key: 'clusterName', description: 'cluster name announced to clients', type: text({ allowEmpty: false }) },
+  { key: 'memoryHighWatermark', flag: '--memory-high-watermark', arg: '<fraction|bytes>', env: 'WARREN_MEMORY_HIGH_WATERMARK', description: 'block publishers above this memory use: a fraction of RAM (e.g. 0.4) or bytes', type: positiveNumber },
+  { key: 'diskFreeLimit', flag: '--disk-free-limit', arg: '<bytes>', env: 'WARREN_DISK_FREE_LIMIT', description: 'block publishers when free disk falls below this many bytes; 0 disables', type: integer(0, Number.MAX_SAFE_INTEGER) },
   { key: 'consumerTimeout', flag: '--consumer-timeout', arg: '<ms>', env: 'WARREN_CONSUMER_TIMEOUT', description: 'ms a delivery may stay unacknowledged before the consumer timeout acts; 0 disables', type: integer(0, 2 ** 31 - 1) },
   { key: 'consumerTimeoutAction', flag: '--consumer-timeout-action', arg: '<action>', env: 'WARREN_CONSUMER_TIMEOUT_ACTION', description: "cancel-consumer (cancel only the stuck consumer, requeue its messages) or close-channel (RabbitMQ's 406)", type: oneOfText(['cancel-consumer', 'close-channel'] as const) },
 ] satisfies { [K in keyof Config]: Setting<K> }[keyof Config][];

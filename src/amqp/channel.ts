@@ -226,6 +226,7 @@ export class Channel {
       properties = inspected.raw;
       extraKeys = inspected.extraKeys;
     }
+    this.conn.notePublish();
     const msg = new Message(p.exchange, p.routingKey, properties, body);
     if ((flags & EXPIRATION_FLAG) !== 0) msg.ttl = parseExpiration(readExpiration(properties, 0, properties.length)!);
     this.stats.published++;

@@ -38,6 +38,10 @@ export class Connection implements FrameSink {
   /** A consumer was refused for output reasons; wake queues when output drains. */
   outputStarved = false;
   private receivedSinceTick = true;
+  /** A resource alarm is in force for this connection (it publishes and the broker is over a limit). */
+  private alarmActive = false;
+  private publishedOnce = false;
+  private readPaused = false;
   private sentSinceTick = false;
   private missedTicks = 0;
   vhost: VHost | null = null;
@@ -250,6 +254,10 @@ export class Connection implements FrameSink {
 
   private authenticate(mechanism: string, response: Buffer, clientProps: import('../protocol/field-table').FieldTable): void {
     this.clientProperties = Object.fromEntries(clientProps.map(([k, v]) => [k, v.type === 'S' ? v.value.toString() : v]));
+    const caps = tableGet(clientProps, 'capabilities');
+    if (caps?.type === 'F') {
+      this.clientCapabilities = new Map(caps.value.map(([k, v]) => [k, v.type === 't' ? v.value : undefined]));
+    }
     let user = '';
     let pass = '';
     if (mechanism === 'PLAIN') {
@@ -316,6 +324,45 @@ export class Connection implements FrameSink {
     return this.user?.name ?? '';
   }
 
+  // ---- resource alarms (flow control) ---------------------------------------------------
+
+  /** Called by a channel for each publish; blocks the connection if an alarm is in force. */
+  notePublish(): void {
+    this.publishedOnce = true;
+    if (this.alarmActive && !this.readPaused) this.blockReading();
+  }
+
+  alarmRaised(): void {
+    this.alarmActive = true;
+    if (this.publishedOnce && !this.readPaused) this.blockReading();
+  }
+
+  alarmCleared(): void {
+    this.alarmActive = false;
+    if (!this.readPaused) return;
+    this.readPaused = false;
+    if (this.supportsBlocked()) this.sendMethod(0, { key: M.ConnectionUnblocked });
+    this.socket.resume();
+  }
+
+  get isBlocked(): boolean {
+    return this.readPaused;
+  }
+
+  /** RabbitMQ: a publishing connection stops being read; consumers on it keep receiving. */
+  private blockReading(): void {
+    this.readPaused = true;
+    if (this.supportsBlocked()) this.sendMethod(0, { key: M.ConnectionBlocked, reason: 'low on memory or disk' });
+    this.socket.pause();
+  }
+
+  private supportsBlocked(): boolean {
+    const caps = this.clientCapabilities;
+    return caps !== null && caps.get('connection.blocked') === true;
+  }
+
+  private clientCapabilities: Map<string, unknown> | null = null;
+
   // ---- heartbeats ------------------------------------------------------------------------
 
   private startHeartbeat(seconds: number): void {
@@ -326,7 +373,8 @@ export class Connection implements FrameSink {
         this.writer.heartbeat();
       }
       this.sentSinceTick = false;
-      if (this.receivedSinceTick) {
+      if (this.receivedSinceTick || this.readPaused) {
+        // A connection we stopped reading cannot be judged by what it sent.
         this.missedTicks = 0;
       } else if (++this.missedTicks >= 4) {
         this.log.info({ timeout: seconds }, 'missed heartbeats from client, closing connection');
