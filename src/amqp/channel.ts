@@ -280,6 +280,10 @@ export class Channel {
       }
     }
     const rejected = vhost.lastPublishRejected;
+    if (vhost.backloggedQueue !== null) {
+      this.conn.throttleFor(vhost.backloggedQueue);
+      vhost.backloggedQueue = null;
+    }
     if (routed === 0 && mandatory && !rejected) {
       this.conn.writer.basicReturn(this.id, 312, 'NO_ROUTE', msg.exchange, msg.routingKey, msg.rawProperties, msg.body);
     }

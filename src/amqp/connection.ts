@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import { AccessContext } from '../auth/users';
 import type { VHost } from '../core/vhost';
+import type { Queue } from '../core/queue/queue';
 import type { Logger } from '../observability/logger';
 import { AmqpError, erlangBinary, UnknownMethodError } from '../protocol/errors';
 import { decodeTableWithin, fieldString, tableGet } from '../protocol/field-table';
@@ -42,6 +43,8 @@ export class Connection implements FrameSink {
   private alarmActive = false;
   private publishedOnce = false;
   private readPaused = false;
+  /** Paused by internal flow control (a queue it feeds is backlogged). */
+  private flowPaused = false;
   private sentSinceTick = false;
   private missedTicks = 0;
   vhost: VHost | null = null;
@@ -342,7 +345,21 @@ export class Connection implements FrameSink {
     if (!this.readPaused) return;
     this.readPaused = false;
     if (this.supportsBlocked()) this.sendMethod(0, { key: M.ConnectionUnblocked });
-    this.socket.resume();
+    if (!this.flowPaused) this.socket.resume();
+  }
+
+  /** Credit-flow style throttling: stop reading until the queue's consumers catch up. */
+  throttleFor(queue: Queue): void {
+    if (this.flowPaused || this.state !== 'opened') return;
+    this.flowPaused = true;
+    queue.addFlowWaiter(this);
+    this.socket.pause();
+  }
+
+  resumeFlow(): void {
+    if (!this.flowPaused) return;
+    this.flowPaused = false;
+    if (!this.readPaused && !this.socket.destroyed) this.socket.resume();
   }
 
   get isBlocked(): boolean {
@@ -373,7 +390,7 @@ export class Connection implements FrameSink {
         this.writer.heartbeat();
       }
       this.sentSinceTick = false;
-      if (this.receivedSinceTick || this.readPaused) {
+      if (this.receivedSinceTick || this.readPaused || this.flowPaused) {
         // A connection we stopped reading cannot be judged by what it sent.
         this.missedTicks = 0;
       } else if (++this.missedTicks >= 4) {

@@ -46,10 +46,14 @@ export class ContentAssembler {
     if (high !== 0 || low > MAX_MESSAGE_SIZE) {
       throw new AmqpError('PRECONDITION_FAILED', `message size ${high * 0x100000000 + low} is larger than configured max size ${MAX_MESSAGE_SIZE}`, 60, 40);
     }
-    this.properties = Buffer.from(buf.subarray(start + 12, end));
+    // Properties and body share one allocation: one buffer per message instead of two.
+    const propsLen = end - start - 12;
+    const slab = Buffer.allocUnsafe(propsLen + low);
+    buf.copy(slab, 0, start + 12, end);
+    this.properties = slab.subarray(0, propsLen);
+    this.body = low === 0 ? EMPTY : slab.subarray(propsLen);
     this.expected = low;
     this.received = 0;
-    this.body = low === 0 ? EMPTY : Buffer.allocUnsafe(low);
     return low === 0;
   }
 

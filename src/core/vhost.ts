@@ -214,14 +214,28 @@ export class VHost implements QueueObserver {
    * publisher's confirm turns into a nack.
    */
   publish(exchange: Exchange, msg: Message, extraKeys: readonly string[] | null = null): number {
+    if (extraKeys === null && exchange instanceof DefaultExchange) {
+      // The default exchange names one queue directly: no routing pass needed.
+      this.lastPublishRejected = false;
+      exchange.stats.publishIn++;
+      const q = this.queues.get(msg.routingKey);
+      if (q === undefined) return 0;
+      exchange.stats.publishOut++;
+      if (q.enqueue(msg) !== EnqueueOutcome.Accepted) this.lastPublishRejected = true;
+      if (q.backlogged) this.backloggedQueue = q;
+      if (this.deadLetters.length !== 0) this.processDeadLetters();
+      return this.lastPublishRejected ? 0 : 1;
+    }
     const queues = this.route(exchange, msg, extraKeys);
     const n = queues.length;
     let accepted = 0;
     this.lastPublishRejected = false;
     const held = this.held;
     for (let i = 0; i < n; i++) {
-      if (queues[i]!.enqueue(msg) === EnqueueOutcome.Accepted) accepted++;
+      const q = queues[i]!;
+      if (q.enqueue(msg) === EnqueueOutcome.Accepted) accepted++;
       else this.lastPublishRejected = true;
+      if (q.backlogged) this.backloggedQueue = q;
     }
     queues.length = 0;
     if (this.deadLetters.length !== 0) this.processDeadLetters();
@@ -240,6 +254,8 @@ export class VHost implements QueueObserver {
   private held = false;
 
   lastPublishRejected = false;
+  /** A queue the last publishes pushed past its flow high-water mark; the publisher should pause. */
+  backloggedQueue: Queue | null = null;
 
   // ---- dead-lettering --------------------------------------------------------------------
 

@@ -29,6 +29,18 @@ export const enum EnqueueOutcome {
   Rejected = 1,
 }
 
+/**
+ * Internal flow control: a publisher that feeds a queue whose consumers are falling behind is
+ * paused (its socket is not read) until the backlog halves, which keeps latency bounded the
+ * way RabbitMQ's credit flow does. A queue without consumers is not a reason to throttle.
+ */
+export const FLOW_HIGH_WATER = 20_000;
+const FLOW_LOW_WATER = FLOW_HIGH_WATER / 2;
+
+export interface FlowWaiter {
+  resumeFlow(): void;
+}
+
 export interface QueueObserver {
   queueDeleted(queue: Queue, reason: QueueDeletedReason): void;
   /** Called for every message that leaves without an ack, DLX configured or not. */
@@ -55,6 +67,7 @@ export class Queue {
   private draining = false;
   private hadConsumer = false;
   private readyCount = 0;
+  private flowWaiters: Set<FlowWaiter> | null = null;
   private readyBytes = 0;
   /** Deliveries handed to acking consumers and not yet settled. */
   unackedCount = 0;
@@ -94,6 +107,22 @@ export class Queue {
     this.settingsInForce = settings;
     this.enforceLimits();
     this.armIdleTimer();
+  }
+
+  /** True when a publisher should pause for this queue's consumers to catch up. */
+  get backlogged(): boolean {
+    return this.readyCount > FLOW_HIGH_WATER && this.consumers.length !== 0;
+  }
+
+  addFlowWaiter(w: FlowWaiter): void {
+    (this.flowWaiters ??= new Set()).add(w);
+  }
+
+  private releaseFlowWaiters(): void {
+    const waiters = this.flowWaiters;
+    if (waiters === null) return;
+    this.flowWaiters = null;
+    for (const w of waiters) w.resumeFlow();
   }
 
   get messageCount(): number {
@@ -209,6 +238,7 @@ export class Queue {
     for (const e of dropped) this.settle(e);
     this.readyCount = 0;
     this.readyBytes = 0;
+    this.releaseFlowWaiters();
     return dropped.length;
   }
 
@@ -251,6 +281,7 @@ export class Queue {
     }
     this.touch();
     this.armIdleTimer();
+    if (this.consumers.length === 0) this.releaseFlowWaiters();
     // Under single-active-consumer the next consumer may just have become active.
     if (at === 0 && this.settingsInForce.singleActiveConsumer) this.drain();
     return false;
@@ -286,6 +317,7 @@ export class Queue {
     this.clearTimers();
     const consumers = this.consumers;
     this.consumers = [];
+    this.releaseFlowWaiters();
     for (const c of consumers) c.cancelledByQueue(this);
     this.observer.queueDeleted(this, reason);
     return count;
@@ -302,9 +334,13 @@ export class Queue {
   private takeReady(): QueueEntry | undefined {
     for (;;) {
       const e = this.ready.shift();
-      if (e === undefined) return undefined;
+      if (e === undefined) {
+        this.releaseFlowWaiters();
+        return undefined;
+      }
       this.readyCount--;
       this.readyBytes -= e.msg.bodySize;
+      if (this.flowWaiters !== null && this.readyCount <= FLOW_LOW_WATER) this.releaseFlowWaiters();
       if (e.expiresAt !== 0 && e.expiresAt < Date.now()) {
         this.expire(e);
         continue;
