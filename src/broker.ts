@@ -10,6 +10,12 @@ import { VHost } from './core/vhost';
 import { PolicyStore } from './core/policy';
 import { ResourceAlarms } from './core/alarms';
 import { createLogger, Logger } from './observability/logger';
+import type { MessageStore } from './store/message-store';
+import { SegmentStore } from './store/segment-store';
+import { DefinitionsStore } from './store/definitions-store';
+import { DurableMetadata } from './metadata';
+import { restoreMessages } from './recovery';
+import { startManagement, type ManagementHandle } from './http';
 
 export interface BrokerHandle {
   readonly host: string;
@@ -17,6 +23,8 @@ export interface BrokerHandle {
   /** amqp://guest:guest@host:port */
   readonly url: string;
   readonly broker: Broker;
+  /** The management HTTP port, or null when management is disabled (managementPort -1). */
+  readonly managementPort: number | null;
   close(): Promise<void>;
 }
 
@@ -42,13 +50,23 @@ export class Broker implements BrokerContext {
   readonly connections = new Set<Connection>();
   readonly policies = new PolicyStore();
   readonly alarms: ResourceAlarms;
+  /** Persistent messages of durable queues; null when running in memory (no dataDir). */
+  readonly store: MessageStore | null;
+  /** The definitions file for durable metadata; null when running in memory. */
+  private readonly metadata: DurableMetadata | null;
+  private metadataTimer: NodeJS.Timeout | null = null;
   private server: Server | null = null;
+  private management: ManagementHandle | null = null;
 
   constructor(
     readonly config: Config,
     logger?: Logger,
   ) {
     this.logger = logger ?? createLogger(config.logLevel);
+    this.store =
+      config.dataDir === null
+        ? null
+        : SegmentStore.open({ dir: join(config.dataDir, 'messages'), logger: this.logger.child({ component: 'store' }) });
     this.alarms = new ResourceAlarms({
       memoryHighWatermark: config.memoryHighWatermark,
       diskFreeLimit: config.diskFreeLimit,
@@ -61,17 +79,39 @@ export class Broker implements BrokerContext {
         else c.alarmCleared();
       }
     };
-    this.policies.onChange = (vhost) => this.vhosts.get(vhost)?.reapplyPolicies();
-    this.addVhost(config.defaultVhost);
-    this.users.addUser(config.defaultUser, config.defaultPass, ['administrator']);
-    this.users.setPermission(config.defaultVhost, config.defaultUser, '.*', '.*', '.*');
+    this.policies.onChange = (vhost) => {
+      this.vhosts.get(vhost)?.reapplyPolicies();
+      this.metadata?.markDirty();
+    };
+    this.metadata =
+      config.dataDir === null ? null : new DurableMetadata(this, new DefinitionsStore(config.dataDir, this.logger.child({ component: 'definitions' })));
+    if (this.metadata === null || !this.metadata.restore()) {
+      // First start: RabbitMQ's defaults (vhost "/", user guest with full rights on it).
+      this.addVhost(config.defaultVhost);
+      this.users.addUser(config.defaultUser, config.defaultPass, ['administrator']);
+      this.users.setPermission(config.defaultVhost, config.defaultUser, '.*', '.*', '.*');
+      this.metadata?.markDirty();
+      this.metadata?.saveIfChanged();
+    }
+    if (this.store !== null) restoreMessages(this, this.store);
+  }
+
+  /** Saves durable metadata if it changed; connections call it before writing replies. */
+  persistMetadata(): void {
+    this.metadata?.saveIfChanged();
+  }
+
+  /** The port management listens on, once listen() started it; null when disabled. */
+  get managementPort(): number | null {
+    return this.management?.port ?? null;
   }
 
   addVhost(name: string): VHost {
     let v = this.vhosts.get(name);
     if (v === undefined) {
-      v = new VHost(name, this.policies);
+      v = new VHost(name, this.policies, this.store, { durableChanged: () => this.metadata?.markDirty() });
       this.vhosts.set(name, v);
+      this.metadata?.markDirty();
     }
     return v;
   }
@@ -90,8 +130,28 @@ export class Broker implements BrokerContext {
     });
     server.on('error', (err) => this.logger.error({ err: err.message }, 'listener error'));
     this.alarms.start();
+    if (this.metadata !== null) {
+      // Changes made outside AMQP connections (management) are saved within a fraction of a second.
+      this.metadataTimer = setInterval(() => this.persistMetadata(), 200);
+      this.metadataTimer.unref();
+    }
     const addr = server.address();
     if (addr === null || typeof addr === 'string') throw new Error('listener has no TCP address');
+    if (this.config.managementPort >= 0) {
+      try {
+        this.management = await startManagement(this, {
+          port: this.config.managementPort,
+          bind: this.config.bind,
+          amqp: { ip: addr.address, port: addr.port },
+        });
+      } catch (err) {
+        // Fail as a whole (e.g. the management port is taken): no AMQP listener left behind.
+        this.server = null;
+        this.alarms.stop();
+        await new Promise<void>((r) => server.close(() => r()));
+        throw err;
+      }
+    }
     return { host: addr.address, port: addr.port };
   }
 
@@ -106,13 +166,20 @@ export class Broker implements BrokerContext {
     const server = this.server;
     this.server = null;
     this.alarms.stop();
+    const management = this.management;
+    this.management = null;
+    const managementClosed = management === null ? Promise.resolve() : management.close();
     const closed = server === null ? Promise.resolve() : new Promise<void>((r) => server.close(() => r()));
     for (const c of [...this.connections]) c.close('CONNECTION_FORCED', 'broker forced connection closure with reason \'shutdown\'');
     const deadline = setTimeout(() => {
       for (const c of this.connections) c.destroy();
     }, 2000);
     await closed;
+    await managementClosed;
     clearTimeout(deadline);
+    if (this.metadataTimer !== null) clearInterval(this.metadataTimer);
+    this.persistMetadata();
+    await this.store?.close();
   }
 }
 
@@ -128,6 +195,7 @@ export async function startBroker(options: Partial<Config> & { logger?: Logger }
     port,
     url: `amqp://${encodeURIComponent(config.defaultUser)}:${encodeURIComponent(config.defaultPass)}@${urlHost}:${port}`,
     broker,
+    managementPort: broker.managementPort,
     close: () => broker.close(),
   };
 }

@@ -3,6 +3,7 @@ import type { Config } from '../config';
 import type { VHost } from '../core/vhost';
 import type { Logger } from '../observability/logger';
 import type { DirectReplyRegistry } from './direct-reply';
+import type { MessageStore } from '../store/message-store';
 
 /** What the AMQP layer needs from the broker; passed in, never global. */
 export interface BrokerContext {
@@ -12,6 +13,10 @@ export interface BrokerContext {
   readonly vhosts: ReadonlyMap<string, VHost>;
   readonly version: string;
   readonly directReply: DirectReplyRegistry;
+  /** Null when running in memory: persistent messages are then confirmed like transient ones. */
+  readonly store: MessageStore | null;
+  /** Durable metadata changed by this turn's methods is saved before replies go out. */
+  persistMetadata(): void;
 }
 
 /** Per-connection facts a channel needs. */

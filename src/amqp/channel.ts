@@ -14,6 +14,7 @@ import { ContentAssembler } from './content-assembler';
 import { REPLY_TO, REPLY_TO_PREFIX } from './direct-reply';
 import { handleTopologyMethod } from './topology';
 import { Transaction } from './transaction';
+import { ConfirmTracker } from './confirms';
 import { Delivery, UnackedDeliveries } from './unacked';
 
 
@@ -33,10 +34,7 @@ export class Channel {
   private nextDeliveryTag = 1;
   private prefetchCount = 0;
   private globalPrefetch = 0;
-  private confirmMode = false;
-  private publishSeq = 0;
-  private confirmFrom = 0;
-  private confirmTo = 0;
+  private confirms: ConfirmTracker | null = null;
   private tx: Transaction<Delivery> | null = null;
   private replyQueue: Queue | null = null;
   readonly stats = { published: 0, delivered: 0, acked: 0 };
@@ -58,7 +56,7 @@ export class Channel {
   }
 
   get inConfirmMode(): boolean {
-    return this.confirmMode;
+    return this.confirms !== null;
   }
 
   get transactional(): boolean {
@@ -155,11 +153,11 @@ export class Channel {
         return;
       case M.ConfirmSelect:
         if (this.tx !== null) throw new AmqpError('PRECONDITION_FAILED', 'cannot switch from tx to confirm mode', 85, 10);
-        this.confirmMode = true;
+        this.confirms ??= new ConfirmTracker(this.id, () => this.conn.requestFlush());
         if (!m.noWait) this.conn.sendMethod(this.id, { key: M.ConfirmSelectOk });
         return;
       case M.TxSelect:
-        if (this.confirmMode) throw new AmqpError('PRECONDITION_FAILED', 'cannot switch from confirm to tx mode', 90, 10);
+        if (this.confirms !== null) throw new AmqpError('PRECONDITION_FAILED', 'cannot switch from confirm to tx mode', 90, 10);
         this.tx ??= new Transaction<Delivery>();
         this.conn.sendMethod(this.id, { key: M.TxSelectOk });
         return;
@@ -287,33 +285,40 @@ export class Channel {
     if (routed === 0 && mandatory && !rejected) {
       this.conn.writer.basicReturn(this.id, 312, 'NO_ROUTE', msg.exchange, msg.routingKey, msg.rawProperties, msg.body);
     }
-    if (this.confirmMode) {
-      if (rejected) this.nack(++this.publishSeq);
-      else this.confirm(++this.publishSeq);
+    const confirms = this.confirms;
+    if (confirms !== null) {
+      const seq = confirms.next();
+      if (rejected) confirms.rejected(seq);
+      else if (msg.storeId !== 0) this.awaitSync(confirms, seq);
+      else confirms.confirmed(seq);
     }
   }
 
-  /** A queue refused the message (x-overflow reject-publish): acks so far go first, then the nack. */
-  private nack(seq: number): void {
-    this.flushConfirms();
-    this.conn.writer.confirm(this.id, seq, false, false);
+  /**
+   * A persistent message reached a durable queue: its confirm waits for the group commit.
+   * Registration with the store happens once per channel per I/O turn, in flushConfirms,
+   * after the turn's publishes were appended, so one sync callback covers all of them.
+   */
+  private awaitSync(confirms: ConfirmTracker, seq: number): void {
+    confirms.awaitSync(seq);
+    if (this.unregisteredSyncs++ === 0) this.conn.requestFlush();
   }
 
-  /** Confirms are contiguous while nothing is nacked, so they collapse into one ack per turn. */
-  private confirm(seq: number): void {
-    if (this.confirmTo !== 0 && seq !== this.confirmTo + 1) this.flushConfirms();
-    if (this.confirmTo === 0) {
-      this.confirmFrom = seq;
-      this.conn.requestFlush();
-    }
-    this.confirmTo = seq;
-  }
+  private unregisteredSyncs = 0;
 
   flushConfirms(): void {
-    if (this.confirmTo === 0) return;
-    this.conn.writer.confirm(this.id, this.confirmTo, this.confirmTo !== this.confirmFrom, true);
-    this.confirmFrom = 0;
-    this.confirmTo = 0;
+    const confirms = this.confirms;
+    if (confirms === null) return;
+    if (this.unregisteredSyncs !== 0) {
+      const n = this.unregisteredSyncs;
+      this.unregisteredSyncs = 0;
+      this.conn.broker.store!.afterSync((err) => {
+        if (this.confirms !== confirms) return;
+        if (err !== null) this.conn.log.error({ err: err.message }, 'message store sync failed; nacking publishes');
+        confirms.syncedOldest(n, err === null);
+      });
+    }
+    confirms.flush(this.conn.writer);
   }
 
   // ---- consuming -------------------------------------------------------------------------
@@ -552,7 +557,6 @@ export class Channel {
     if (this.timeoutTimer !== null) clearTimeout(this.timeoutTimer);
     this.timeoutTimer = null;
     requeueByQueue(this.unacked.takeAll());
-    this.confirmFrom = this.confirmTo = 0;
   }
 
   private finish(): void {

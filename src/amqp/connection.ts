@@ -418,6 +418,7 @@ export class Connection implements FrameSink {
   /** One write per I/O turn: confirms are coalesced first, then everything goes out together. */
   flush(): void {
     this.flushScheduled = false;
+    this.broker.persistMetadata();
     for (const ch of this.channels.values()) ch.flushConfirms();
     if (!this.writer.hasPending || this.socket.destroyed) {
       this.writer.discard();

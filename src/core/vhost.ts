@@ -10,6 +10,7 @@ import { DeadLetterReason, EnqueueOutcome, Queue, QueueDeletedReason, QueueObser
 import { effectiveSettings, QueueSettings } from './queue/settings';
 import { PolicyStore } from './policy';
 import { deadLetterCopy, isCycle, publishedRoutingKeys } from './dead-letter';
+import type { MessageStore } from '../store/message-store';
 import { checkQueueEquivalence, checkExchangeEquivalence } from './equivalence';
 import { validateQueueArguments } from './queue/arguments';
 
@@ -35,6 +36,8 @@ const PREDECLARED: ReadonlyArray<[string, string]> = [
 /** Hooks the rest of the broker hangs on the model (durability, management events). */
 export interface VHostListener {
   queueDeleted?(queue: Queue, reason: QueueDeletedReason): void;
+  /** A durable exchange, queue or binding came or went: the definitions file must be saved. */
+  durableChanged?(): void;
 }
 
 /**
@@ -54,6 +57,7 @@ export class VHost implements QueueObserver {
   constructor(
     readonly name: string,
     private readonly policies: PolicyStore = new PolicyStore(),
+    private readonly store: MessageStore | null = null,
     private readonly listener: VHostListener = {},
   ) {
     const opts = { durable: true, autoDelete: false, internal: false, arguments: [] as FieldTable };
@@ -98,6 +102,7 @@ export class VHost implements QueueObserver {
     const x = createExchange(d.type, this.name, d.name, d);
     if (x instanceof DelayedExchange) x.release = (dx, msg) => this.publishReleased(dx, msg);
     this.exchanges.set(d.name, x);
+    if (x.durable) this.listener.durableChanged?.();
     return x;
   }
 
@@ -123,12 +128,13 @@ export class VHost implements QueueObserver {
 
   // ---- queues ----------------------------------------------------------------------------
 
-  declareQueue(d: QueueDeclare, owner: object): { queue: Queue; created: boolean } {
+  /** `restoring` is set when definitions are reloaded: server-named (amq.gen-) queues come back too. */
+  declareQueue(d: QueueDeclare, owner: object, restoring = false): { queue: Queue; created: boolean } {
     let name = d.name;
     if (name === '') {
       if (d.passive) throw this.noQueue('');
       name = `amq.gen-${randomBytes(16).toString('base64url')}`;
-    } else if (!d.passive && name.startsWith('amq.')) {
+    } else if (!d.passive && !restoring && name.startsWith('amq.')) {
       throw new AmqpError('ACCESS_REFUSED', `queue name '${name}' contains reserved prefix 'amq.*'`);
     }
     const existing = this.queues.get(name);
@@ -140,8 +146,9 @@ export class VHost implements QueueObserver {
     }
     if (d.passive) throw this.noQueue(name);
     validateQueueArguments(name, this.name, d.arguments);
-    const q = new Queue(this.name, name, d, this, this.settingsFor(name, d.arguments));
+    const q = new Queue(this.name, name, { ...d, store: this.store }, this, this.settingsFor(name, d.arguments));
     this.queues.set(name, q);
+    if (q.durable && q.exclusiveOwner === null) this.listener.durableChanged?.();
     return { queue: q, created: true };
   }
 
@@ -171,6 +178,7 @@ export class VHost implements QueueObserver {
     this.queues.delete(queue.name);
     this.unbindAllTo(queue);
     this.listener.queueDeleted?.(queue, reason);
+    if (queue.durable) this.listener.durableChanged?.();
   }
 
   // ---- bindings --------------------------------------------------------------------------
@@ -183,6 +191,7 @@ export class VHost implements QueueObserver {
       let list = this.bindingsTo.get(destination);
       if (list === undefined) this.bindingsTo.set(destination, (list = []));
       list.push(b);
+      if (source.durable && destination.durable) this.listener.durableChanged?.();
     }
   }
 
@@ -192,6 +201,7 @@ export class VHost implements QueueObserver {
     const b = source.unbind(destination, routingKey, argumentsKey(args));
     if (b === undefined) return; // RabbitMQ 3.x treats a missing binding as already gone
     this.forgetBinding(b);
+    if (source.durable && destination.durable) this.listener.durableChanged?.();
     this.maybeAutoDelete(source);
   }
 
@@ -221,6 +231,7 @@ export class VHost implements QueueObserver {
       const q = this.queues.get(msg.routingKey);
       if (q === undefined) return 0;
       exchange.stats.publishOut++;
+      if (q.persists && msg.persistent) this.persist(msg, this.single(q));
       if (q.enqueue(msg) !== EnqueueOutcome.Accepted) this.lastPublishRejected = true;
       if (q.backlogged) this.backloggedQueue = q;
       if (this.deadLetters.length !== 0) this.processDeadLetters();
@@ -228,6 +239,7 @@ export class VHost implements QueueObserver {
     }
     const queues = this.route(exchange, msg, extraKeys);
     const n = queues.length;
+    if (this.store !== null && n !== 0 && msg.persistent) this.persist(msg, queues);
     let accepted = 0;
     this.lastPublishRejected = false;
     const held = this.held;
@@ -257,6 +269,29 @@ export class VHost implements QueueObserver {
   /** A queue the last publishes pushed past its flow high-water mark; the publisher should pause. */
   backloggedQueue: Queue | null = null;
 
+  // ---- durability ------------------------------------------------------------------------
+
+  private readonly one: Queue[] = [];
+
+  private single(q: Queue): Queue[] {
+    this.one[0] = q;
+    return this.one;
+  }
+
+  /**
+   * A persistent message bound for durable queues is written once for all of them before it
+   * is enqueued; the publisher's confirm then waits for the group commit (msg.storeId != 0).
+   */
+  private persist(msg: Message, queues: readonly Queue[]): void {
+    let keys: string[] | null = null;
+    for (const q of queues) if (q.persists) (keys ??= []).push(q.storeKey);
+    if (keys === null) return;
+    msg.storeId = this.store!.publish(
+      { exchange: msg.exchange, routingKey: msg.routingKey, properties: msg.rawProperties, body: msg.body },
+      keys,
+    );
+  }
+
   // ---- dead-lettering --------------------------------------------------------------------
 
   private readonly deadLetters: Array<{ queue: Queue; msg: Message; reason: DeadLetterReason }> = [];
@@ -285,10 +320,9 @@ export class VHost implements QueueObserver {
         const targets = this.route(x, copy, keys.length > 1 ? keys.slice(1) : null);
         const list = targets.slice();
         targets.length = 0;
-        for (const target of list) {
-          if (reason !== 'rejected' && isCycle(copy, target)) continue;
-          target.enqueue(copy);
-        }
+        const live = reason === 'rejected' ? list : list.filter((target) => !isCycle(copy, target));
+        if (this.store !== null && live.length !== 0 && copy.persistent) this.persist(copy, live);
+        for (const target of live) target.enqueue(copy);
       }
     } finally {
       this.deadLettering = false;
@@ -402,6 +436,7 @@ export class VHost implements QueueObserver {
 
   private removeExchange(x: Exchange): void {
     x.deleted = true;
+    if (x.durable) this.listener.durableChanged?.();
     if (x instanceof DelayedExchange) x.dispose();
     this.exchanges.delete(x.name);
     for (const b of [...x.bindings]) {

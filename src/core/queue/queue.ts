@@ -6,11 +6,14 @@ import { EntryState, QueueEntry } from './entry';
 import { ExpiryHeap } from './expiry-heap';
 import { ReadyList } from './ready-list';
 import type { QueueSettings } from './settings';
+import type { MessageStore } from '../../store/message-store';
 
 export type { QueueEntry } from './entry';
 
 export interface QueueOptions {
   durable: boolean;
+  /** Where persistent messages of a durable queue are recorded; null keeps them in memory only. */
+  store?: MessageStore | null;
   exclusiveOwner: object | null;
   autoDelete: boolean;
   arguments: FieldTable;
@@ -81,6 +84,9 @@ export class Queue {
   readonly exclusiveOwner: object | null;
   readonly autoDelete: boolean;
   readonly arguments: FieldTable;
+  /** The store and this queue's key in it, for durable queues when persistence is on. */
+  private readonly store: MessageStore | null;
+  readonly storeKey: string;
 
   constructor(
     readonly vhost: string,
@@ -93,6 +99,8 @@ export class Queue {
     this.exclusiveOwner = options.exclusiveOwner;
     this.autoDelete = options.autoDelete;
     this.arguments = options.arguments;
+    this.store = options.durable ? (options.store ?? null) : null;
+    this.storeKey = `${vhost}\u0000${name}`;
     const maxPriority = settingsInForce.maxPriority;
     this.ready = new ReadyList(maxPriority !== undefined && maxPriority > 0 ? Math.min(maxPriority, 255) + 1 : 1);
     this.armIdleTimer();
@@ -146,22 +154,40 @@ export class Queue {
     return this.settingsInForce.singleActiveConsumer ? this.consumers[0] : undefined;
   }
 
+  /** Whether a persistent message routed here must be written to the store first. */
+  get persists(): boolean {
+    return this.store !== null;
+  }
+
   enqueue(msg: Message): EnqueueOutcome {
-    if (this.deleted) return EnqueueOutcome.Accepted;
+    return this.add(msg, false, 0);
+  }
+
+  /** Recovery after a restart: the message comes back where it was, with its original age. */
+  restore(msg: Message, redelivered: boolean, publishedAt: number): void {
+    this.add(msg, redelivered, publishedAt);
+  }
+
+  private add(msg: Message, redelivered: boolean, publishedAt: number): EnqueueOutcome {
+    if (this.deleted) {
+      this.forget(msg);
+      return EnqueueOutcome.Accepted;
+    }
     const s = this.settingsInForce;
     if (s.overflow !== 'drop-head' && this.isFullFor(msg.bodySize)) {
       this.stats.dropped++;
+      this.forget(msg);
       if (s.overflow === 'reject-publish-dlx') this.observer.deadLetter(this, msg, 'maxlen');
       return EnqueueOutcome.Rejected;
     }
     let expiresAt = 0;
     const ttl = s.messageTtl === undefined ? msg.ttl : msg.ttl < 0 ? s.messageTtl : Math.min(msg.ttl, s.messageTtl);
-    if (ttl >= 0) expiresAt = Date.now() + ttl;
+    if (ttl >= 0) expiresAt = (publishedAt === 0 ? Date.now() : publishedAt) + ttl;
     const maxLevel = this.ready.levelCount - 1;
     const entry: QueueEntry = {
       msg,
       seq: this.nextSeq++,
-      redelivered: false,
+      redelivered,
       state: EntryState.Ready,
       expiresAt,
       level: maxLevel === 0 ? 0 : Math.min(msg.priority, maxLevel),
@@ -188,7 +214,7 @@ export class Queue {
     this.stats.delivered++;
     if (entry.redelivered) this.stats.redelivered++;
     if (noAck) this.settle(entry);
-    else this.unackedCount++;
+    else this.markDelivered(entry);
     return entry;
   }
 
@@ -300,7 +326,7 @@ export class Queue {
         this.stats.delivered++;
         if (entry.redelivered) this.stats.redelivered++;
         if (consumer.noAck) this.settle(entry);
-        else this.unackedCount++;
+        else this.markDelivered(entry);
         consumer.deliver(this, entry);
       }
     } finally {
@@ -319,6 +345,7 @@ export class Queue {
     this.consumers = [];
     this.releaseFlowWaiters();
     for (const c of consumers) c.cancelledByQueue(this);
+    this.store?.deleteQueue(this.storeKey);
     this.observer.queueDeleted(this, reason);
     return count;
   }
@@ -485,9 +512,21 @@ export class Queue {
     return undefined;
   }
 
+  /** Handed to an acking consumer: unacked here, and redelivered=true if we crash now. */
+  private markDelivered(entry: QueueEntry): void {
+    this.unackedCount++;
+    if (this.store !== null && entry.msg.storeId !== 0) this.store.delivered(this.storeKey, entry.msg.storeId);
+  }
+
   /** The message left this queue for good. */
   private settle(entry: QueueEntry): void {
     entry.state = EntryState.Gone;
     entry.msg.refs--;
+    if (this.store !== null && entry.msg.storeId !== 0) this.store.ack(this.storeKey, entry.msg.storeId);
+  }
+
+  /** A message that was recorded for this queue but never entered it. */
+  private forget(msg: Message): void {
+    if (this.store !== null && msg.storeId !== 0) this.store.ack(this.storeKey, msg.storeId);
   }
 }

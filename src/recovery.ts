@@ -1,0 +1,35 @@
+import type { Broker } from './broker';
+import { Message } from './core/message';
+import { readExpiration } from './protocol/properties';
+import type { MessageStore } from './store/message-store';
+
+/**
+ * Puts the messages that survived a restart back into their durable queues, in their old
+ * order and with redelivered set where they had been handed out. A queue the definitions no
+ * longer have is dropped from the store.
+ */
+export function restoreMessages(broker: Broker, store: MessageStore): void {
+  const started = Date.now();
+  let restored = 0;
+  for (const [key, recovered] of store.recover()) {
+    const split = key.indexOf('\u0000');
+    const vhost = broker.vhosts.get(key.slice(0, split));
+    const queue = vhost?.queues.get(key.slice(split + 1));
+    if (queue === undefined || !queue.durable) {
+      broker.logger.warn({ queue: key.replace('\u0000', ' '), messages: recovered.ids.length }, 'dropping stored messages of a queue that no longer exists');
+      store.deleteQueue(key);
+      continue;
+    }
+    for (let i = 0; i < recovered.ids.length; i++) {
+      const id = recovered.ids[i]!;
+      const m = store.read(id);
+      const msg = new Message(m.exchange, m.routingKey, m.properties, m.body);
+      msg.storeId = id;
+      const expiration = readExpiration(m.properties, 0, m.properties.length);
+      if (expiration !== undefined && /^\d+$/.test(expiration)) msg.ttl = Number(expiration);
+      queue.restore(msg, recovered.redelivered[i] === 1, m.publishedAt);
+      restored++;
+    }
+  }
+  if (restored !== 0) broker.logger.info({ messages: restored, ms: Date.now() - started }, 'recovered persistent messages');
+}
