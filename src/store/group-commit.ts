@@ -47,9 +47,9 @@ export class GroupCommit {
     this.dirDirty = true;
   }
 
-  /** Everything appended so far has been handed to the kernel. */
-  allWritten(): void {
-    this.written = this.appended;
+  /** Everything appended up to seq (a value of `appended`) is in the files. */
+  allWritten(seq: number): void {
+    if (seq > this.written) this.written = seq;
   }
 
   /** Closes a file now, or after the round in flight (which may still be fsyncing its fd). */
@@ -99,6 +99,14 @@ export class GroupCommit {
     // fdatasync is enough for appended data: it flushes the size change with the bytes.
     for (const f of files) fdatasync(f.fd, done);
     if (syncDir) fsync(this.dirFd, done);
+  }
+
+  /** Runs every waiting callback with err (closing with records that could not be written). */
+  failWaiting(err: Error): void {
+    const cbs = this.waitCb;
+    this.waitCb = [];
+    this.waitSeq = [];
+    runSyncCallbacks(cbs, err);
   }
 
   /** Resolves when no round is running (used by close). */

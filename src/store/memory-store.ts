@@ -68,6 +68,7 @@ export class MemoryStore implements MessageStore {
   }
 
   read(id: number): ReadMessage {
+    this.assertOpen();
     const held = this.messages.get(id);
     if (held === undefined) throw new RangeError(`message ${id} is not in the store`);
     return held.msg;

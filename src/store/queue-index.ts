@@ -89,6 +89,19 @@ export class QueueIndex {
     return this.ids.byteLength + this.flags.byteLength;
   }
 
+  /** Gives back the slack of doubling (after recovery, when the queue stops growing fast). */
+  trim(): void {
+    const want = Math.max(16, Math.ceil(this.live * 1.125));
+    if (this.ids.length <= want + (want >>> 2)) return;
+    this.squeeze();
+    const ids = new Float64Array(want);
+    const flags = new Uint8Array(want);
+    ids.set(this.ids.subarray(0, this.tail));
+    flags.set(this.flags.subarray(0, this.tail));
+    this.ids = ids;
+    this.flags = flags;
+  }
+
   private find(id: number): number {
     const ids = this.ids;
     let lo = this.head;
@@ -185,6 +198,10 @@ export class QueueTable {
 
   get(queue: string): QueueIndex | undefined {
     return this.queues.get(queue);
+  }
+
+  trim(): void {
+    for (const q of this.queues.values()) q.trim();
   }
 
   snapshot(): Map<string, RecoveredQueue> {

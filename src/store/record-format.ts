@@ -1,6 +1,8 @@
 // The bytes on disk. Both kinds of file start with a 16-byte header and then hold records:
 //
-//   file header   magic u32 ('WSEG' segment / 'WACK' ack file) · version u8 · 3 reserved · firstId f64
+//   file header   magic u32 ('WSEG' segment / 'WACK' ack file) · version u32 · firstId f64
+//                 · lastNo u32 (segment files: the highest segment number merged into this one,
+//                   its own number if none; see compaction.ts) · reserved u32
 //   record        crc32 u32 · len u32 · type u8 · payload (len - 1 bytes)
 //
 // The CRC (zlib's CRC-32, native) covers len, type and payload, so a torn or bit-flipped
@@ -23,7 +25,7 @@ import type { ReadMessage, StoredMessage } from './message-store';
 export const SEGMENT_MAGIC = 0x47455357; // 'WSEG' read as u32 LE
 export const ACK_MAGIC = 0x4b434157; // 'WACK'
 export const FORMAT_VERSION = 1;
-export const FILE_HEADER_SIZE = 16;
+export const FILE_HEADER_SIZE = 24;
 export const RECORD_HEADER_SIZE = 8;
 
 export const enum RecordType {
@@ -40,19 +42,26 @@ export function isRecordType(t: number): boolean {
   return t >= RecordType.Publish && t <= RecordType.Delete;
 }
 
-export function writeFileHeader(file: AppendFile, magic: number, firstId: number): void {
+export interface FileHeader {
+  readonly firstId: number;
+  readonly lastNo: number;
+}
+
+export function writeFileHeader(file: AppendFile, magic: number, firstId: number, lastNo = 0): void {
   const at = file.reserve(FILE_HEADER_SIZE);
   const b = file.buf;
   b.writeUInt32LE(magic, at);
   b.writeUInt32LE(FORMAT_VERSION, at + 4);
   b.writeDoubleLE(firstId, at + 8);
+  b.writeUInt32LE(lastNo, at + 16);
+  b.writeUInt32LE(0, at + 20);
   file.used = at + FILE_HEADER_SIZE;
 }
 
-/** firstId from a header, or -1 when the magic or version is wrong. */
-export function readFileHeader(buf: Buffer, magic: number): number {
-  if (buf.length < FILE_HEADER_SIZE || buf.readUInt32LE(0) !== magic || (buf[4] ?? 0) !== FORMAT_VERSION) return -1;
-  return buf.readDoubleLE(8);
+/** The header, or null when the file is too short or its magic or version is wrong. */
+export function readFileHeader(buf: Buffer, size: number, magic: number): FileHeader | null {
+  if (size < FILE_HEADER_SIZE || buf.readUInt32LE(0) !== magic || buf.readUInt32LE(4) !== FORMAT_VERSION) return null;
+  return { firstId: buf.readDoubleLE(8), lastNo: buf.readUInt32LE(16) };
 }
 
 /** Seals a record written at `at` (header space included) whose bytes end at `end`. */
@@ -115,7 +124,7 @@ export function appendPublish(
   p += msg.properties.copy(b, p);
   p += msg.body.copy(b, p);
   seal(file, at, p);
-  return file.size + at;
+  return file.offsetOf(at);
 }
 
 function writeShortString(b: Buffer, p: number, s: string): number {
@@ -162,7 +171,7 @@ export function appendRaw(file: AppendFile, src: Buffer, start: number, end: num
   const at = file.reserve(end - start);
   src.copy(file.buf, at, start, end);
   file.used = at + (end - start);
-  return file.size + at;
+  return file.offsetOf(at);
 }
 
 // ---------------------------------------------------------------------------------------

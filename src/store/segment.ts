@@ -24,6 +24,11 @@ export class Segment {
   liveBytes = 0;
   /** Highest id published into this segment (firstId - 1 while empty). */
   maxId: number;
+  /** Highest segment number merged into this one (its own number until a merge). */
+  lastNo: number;
+  /** Set when a merge could not finish: files on disk still need recovery to sort them out,
+   *  so this segment is neither deleted nor compacted again in this run. */
+  pinned = false;
   ack: AppendFile | null = null;
 
   constructor(
@@ -33,6 +38,7 @@ export class Segment {
     public seg: AppendFile,
   ) {
     this.maxId = firstId - 1;
+    this.lastNo = no;
   }
 
   get segPath(): string {

@@ -844,6 +844,9 @@ export interface PolicySpec {
   vhost?: string;
 }
 
+/** Policies set through setPolicy and not cleared yet (vhost NUL name), so clearing twice is free. */
+const activePolicies = new Set<string>();
+
 function rabbitmqctl(args: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
     execFile('rabbitmqctl', args, { timeout: 30_000 }, (err, _stdout, stderr) => {
@@ -859,6 +862,7 @@ function rabbitmqctl(args: string[]): Promise<void> {
  */
 export async function setPolicy(broker: TestBroker, p: PolicySpec): Promise<void> {
   const vhost = p.vhost ?? '/';
+  activePolicies.add(`${vhost}\u0000${p.name}`);
   const applyTo = p.applyTo ?? 'queues';
   const priority = p.priority ?? 0;
   if (broker.warren) {
@@ -868,8 +872,9 @@ export async function setPolicy(broker: TestBroker, p: PolicySpec): Promise<void
   await rabbitmqctl(['set_policy', '-p', vhost, p.name, p.pattern, JSON.stringify(p.definition), '--apply-to', applyTo, '--priority', String(priority)]);
 }
 
-/** Clears a policy set with setPolicy (a missing one is fine). */
+/** Clears a policy set with setPolicy; clearing one that is not set (or already cleared) does nothing. */
 export async function clearPolicy(broker: TestBroker, name: string, vhost = '/'): Promise<void> {
+  if (!activePolicies.delete(`${vhost}\u0000${name}`)) return;
   if (broker.warren) {
     broker.warren.broker.policies.delete('policy', vhost, name);
     return;
@@ -921,7 +926,7 @@ export async function deadLetterSink(c: Ctx, type = 'fanout', bindingKey = ''): 
 export function xDeath(m: Message): Array<Record<string, unknown>> {
   const h = m.properties.headers?.['x-death'];
   if (!Array.isArray(h)) throw new Error(`no x-death header in ${JSON.stringify(m.properties.headers)}`);
-  return h as Array<Record<string, unknown>>;
+  return h as unknown as Array<Record<string, unknown>>;
 }
 
 /** Key order of an x-death entry written by a message's first death (RabbitMQ 3.10). */
@@ -948,4 +953,15 @@ export function assertDeathTime(time: unknown, fromMs: number): void {
 export function deathWithoutTime(entry: Record<string, unknown>, fromMs: number): Record<string, unknown> {
   assertDeathTime(entry.time, fromMs);
   return { ...entry, time: '<checked>' };
+}
+
+/**
+ * Starts an extra embedded Warren with its own configuration (e.g. consumerTimeoutAction),
+ * for Warren-only tests; stopped after the test.
+ */
+export async function startExtraWarren(t: NodeTestContext, config: Partial<import('../../src/index').Config>): Promise<TestBroker> {
+  const { startBroker } = await import('../../src/index');
+  const handle = await startBroker({ port: 0, bind: '127.0.0.1', logLevel: 'silent', ...config });
+  t.after(() => handle.close());
+  return { url: handle.url, host: handle.host, port: handle.port, external: false, warren: handle, close: () => handle.close() };
 }

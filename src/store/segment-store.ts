@@ -1,0 +1,460 @@
+import { closeSync, fsyncSync, mkdirSync, openSync, statfsSync, unlinkSync } from 'node:fs';
+import { crc32 } from 'node:zlib';
+import { AppendFile } from './append-file';
+import { compactRun, pickRun, type CompactionStep } from './compaction';
+import { GroupCommit } from './group-commit';
+import {
+  assertPublishable,
+  runSyncCallbacks,
+  type MessageStore,
+  type ReadMessage,
+  type RecoveredQueue,
+  type StoredMessage,
+  type StoreLogger,
+  type StoreStats,
+  type SyncCallback,
+} from './message-store';
+import { QueueTable } from './queue-index';
+import {
+  ACK_MAGIC,
+  KeyCache,
+  RECORD_HEADER_SIZE,
+  RecordType,
+  SEGMENT_MAGIC,
+  appendDelete,
+  appendIdBatch,
+  appendPublish,
+  decodePublish,
+  writeFileHeader,
+} from './record-format';
+import { recoverSegments } from './recovery';
+import { Segment, SegmentTable } from './segment';
+import { StoreLock } from './store-lock';
+
+export interface SegmentStoreOptions {
+  /** Directory of segment files; created if missing. One store per directory (locked). */
+  readonly dir: string;
+  /** A segment rolls over past this size. Default 64 MiB. */
+  readonly segmentSize?: number;
+  /** The write tail is written mid-turn once it holds this much. Default 4 MiB. */
+  readonly writeBufferSize?: number;
+  /** Rewrite a non-active segment when its live bytes fall below this fraction. Default 0.5; 0 never. */
+  readonly compactBelow?: number;
+  readonly logger?: StoreLogger;
+  /** Called between compaction's durable steps; crash tests kill the process there. */
+  readonly onCompactionStep?: (step: CompactionStep) => void;
+}
+
+const SILENT: StoreLogger = { warn() {}, error() {} };
+
+interface WriteRound {
+  /** Writes still in flight, plus one held by startWriteRound until it has started them all. */
+  pending: number;
+  /** commit.appended when the round started: everything up to it is written when it completes. */
+  seq: number;
+  error: Error | null;
+}
+const WRITE_RETRY_MS = 1000;
+
+/**
+ * The disk store. Publishes append to the active segment's in-memory tail; acks, delivered
+ * marks and deletes are collected per queue and encoded at the end of the turn into the ack
+ * file of the segment holding each message. Once per I/O turn every tail is written (one
+ * positioned write per file) and a group-commit round is started; segments whose messages are
+ * all gone are deleted and one sparse segment may be compacted. See record-format.ts for the
+ * bytes and recovery.ts for what a restart does with them.
+ */
+export class SegmentStore implements MessageStore {
+  private readonly dir: string;
+  private readonly segmentSize: number;
+  private readonly writeBufferSize: number;
+  private readonly compactBelow: number;
+  private readonly logger: StoreLogger;
+  private readonly onCompactionStep: ((step: CompactionStep) => void) | undefined;
+  private readonly lock: StoreLock;
+  private readonly dirFd: number;
+  private readonly table: SegmentTable;
+  private readonly queues: QueueTable;
+  private readonly keys = new KeyCache();
+  private readonly commit: GroupCommit;
+  private active: Segment;
+  private nextId: number;
+  private nextSegmentNo: number;
+  /** Files whose tail holds bytes not yet written. */
+  private tails: AppendFile[] = [];
+  private acks = new Map<string, number[]>();
+  private deliveries = new Map<string, number[]>();
+  private turnScheduled = false;
+  private releasedSinceCompactionCheck = false;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private writeRound: WriteRound | null = null;
+  private writesIdle: (() => void)[] = [];
+  private lastError: string | null = null;
+  private closed = false;
+  /** close() released the files: nothing may touch a descriptor any more. */
+  private finished = false;
+  private readonly onTurn = (): void => this.turn();
+  private readonly release = (id: number): void => this.table.release(id);
+
+  private constructor(options: SegmentStoreOptions) {
+    this.dir = options.dir;
+    this.segmentSize = options.segmentSize ?? 64 * 1024 * 1024;
+    if (this.segmentSize < 4096 || this.segmentSize > 1024 * 1024 * 1024) throw new RangeError('segmentSize must be 4 KiB to 1 GiB');
+    this.writeBufferSize = options.writeBufferSize ?? 4 * 1024 * 1024;
+    this.compactBelow = options.compactBelow ?? 0.5;
+    this.logger = options.logger ?? SILENT;
+    this.onCompactionStep = options.onCompactionStep;
+    mkdirSync(this.dir, { recursive: true });
+    this.lock = StoreLock.acquire(this.dir);
+    this.dirFd = openSync(this.dir, 'r');
+    const state = recoverSegments(this.dir, this.logger, 64 * 1024);
+    this.table = state.table;
+    this.queues = state.queues;
+    this.nextId = state.nextId;
+    this.nextSegmentNo = state.nextSegmentNo;
+    // Truncations and deletions made by recovery must be durable before anything new is.
+    fsyncSync(this.dirFd);
+    this.commit = new GroupCommit(this.dirFd);
+    this.active = this.createSegment();
+  }
+
+  /** Opens (recovering) the store in options.dir. Synchronous: nothing may be served before it. */
+  static open(options: SegmentStoreOptions): SegmentStore {
+    return new SegmentStore(options);
+  }
+
+  publish(msg: StoredMessage, queues: readonly string[], publishedAt = Date.now()): number {
+    if (this.closed) throw new Error('message store is closed');
+    assertPublishable(queues);
+    if (this.active.seg.end >= this.segmentSize) this.rollOver();
+    const segment = this.active;
+    const file = segment.seg;
+    const id = this.nextId;
+    if (file.used === 0) this.tails.push(file);
+    const offset = appendPublish(file, this.keys, id, publishedAt, msg, queues);
+    this.nextId = id + 1;
+    this.table.added(segment, id, offset, file.end - offset, queues.length);
+    this.queues.add(queues, id);
+    this.commit.appended++;
+    // A burst bigger than the write buffer starts writing before the turn ends.
+    if (file.used >= this.writeBufferSize && this.writeRound === null) this.startWriteRound();
+    this.scheduleTurn();
+    return id;
+  }
+
+  ack(queue: string, id: number): void {
+    // After close (the broker tearing down channels last) there is nothing left to record.
+    if (this.closed || !this.queues.remove(queue, id)) return;
+    let ids = this.acks.get(queue);
+    if (ids === undefined) this.acks.set(queue, (ids = []));
+    ids.push(id);
+    this.table.release(id);
+    this.releasedSinceCompactionCheck = true;
+    this.commit.appended++;
+    this.scheduleTurn();
+  }
+
+  delivered(queue: string, id: number): void {
+    if (this.closed || !this.queues.markDelivered(queue, id)) return;
+    let ids = this.deliveries.get(queue);
+    if (ids === undefined) this.deliveries.set(queue, (ids = []));
+    ids.push(id);
+    this.commit.appended++;
+    this.scheduleTurn();
+  }
+
+  deleteQueue(queue: string): void {
+    const q = this.closed ? undefined : this.queues.get(queue);
+    if (q === undefined) return;
+    // One delete record in the ack file of each segment holding the queue's messages, so
+    // that the record goes away with the last of them.
+    const upTo = q.last();
+    const key = this.keys.get(queue);
+    let last: Segment | undefined;
+    q.forEach((id) => {
+      const segment = this.table.segmentOf(id);
+      if (segment === undefined || segment === last) return;
+      last = segment;
+      appendDelete(this.ackFile(segment), key, upTo);
+    });
+    // Pending acks of this queue stay: one may be for a message that already left it and lies
+    // beyond upTo, where no delete record covers it. Duplicates of the delete are harmless.
+    this.queues.removeQueue(queue, this.release);
+    this.releasedSinceCompactionCheck = true;
+    this.commit.appended++;
+    this.scheduleTurn();
+  }
+
+  afterSync(cb: SyncCallback): void {
+    if (this.closed) {
+      setImmediate(() => runSyncCallbacks([cb], new Error('message store is closed')));
+      return;
+    }
+    this.commit.register(cb);
+    this.scheduleTurn();
+  }
+
+  read(id: number): ReadMessage {
+    if (this.finished) throw new Error('message store is closed');
+    const index = this.table.index;
+    const segment = index.refs(id) === 0 ? undefined : this.table.segmentOf(id);
+    if (segment === undefined) throw new RangeError(`message ${id} is not in the store`);
+    const length = index.length(id);
+    const rec = segment.seg.read(index.offset(id), length);
+    // Checked on every read too: a bit that rots after recovery must not reach a consumer.
+    if (rec.readUInt32LE(0) !== crc32(rec.subarray(4)) || rec[RECORD_HEADER_SIZE] !== RecordType.Publish || rec.readDoubleLE(RECORD_HEADER_SIZE + 1) !== id) {
+      throw new Error(`${segment.segPath}: record of message ${id} at offset ${index.offset(id)} is corrupt`);
+    }
+    return decodePublish(rec, RECORD_HEADER_SIZE, length);
+  }
+
+  recover(): Map<string, RecoveredQueue> {
+    return this.queues.snapshot();
+  }
+
+  diskFree(): number {
+    const s = statfsSync(this.dir);
+    return s.bavail * s.bsize;
+  }
+
+  stats(): StoreStats {
+    let diskBytes = 0;
+    for (const s of this.table.segments) diskBytes += s.diskBytes;
+    return {
+      messages: this.table.index.count,
+      diskBytes,
+      segments: this.table.segments.length,
+      syncs: this.commit.rounds,
+      lastError: this.lastError ?? (this.commit.failure === null ? null : String(this.commit.failure)),
+    };
+  }
+
+  /**
+   * Recounts what the bookkeeping claims (each segment's live messages and bytes against the
+   * index) and returns the disagreements; empty when consistent. For tests and debugging.
+   */
+  checkInvariants(): string[] {
+    const problems: string[] = [];
+    const index = this.table.index;
+    let total = 0;
+    for (const s of this.table.segments) {
+      let live = 0;
+      let bytes = 0;
+      for (let id = s.firstId; id <= s.maxId; id++) {
+        if (index.refs(id) === 0) continue;
+        live++;
+        bytes += index.length(id);
+      }
+      total += live;
+      if (live !== s.live || bytes !== s.liveBytes) {
+        problems.push(`segment ${s.no}: counts ${s.live} live / ${s.liveBytes} bytes, index has ${live} / ${bytes}`);
+      }
+    }
+    if (total !== index.count) problems.push(`segments hold ${total} live messages, index counts ${index.count}`);
+    return problems;
+  }
+
+  /** Bytes of the in-memory index (message positions and queue membership). */
+  indexBytes(): number {
+    return this.table.index.byteSize + this.queues.byteSize;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    // Drain: finish the write round in flight, write what is left, sync it all.
+    for (let attempts = 0; attempts < 3; ) {
+      if (this.writeRound !== null) await new Promise<void>((resolve) => this.writesIdle.push(resolve));
+      else if (this.tails.length !== 0 || this.acks.size !== 0 || this.deliveries.size !== 0) {
+        this.startWriteRound();
+        if (this.writeRound === null) attempts++; // nothing could start: failing writes
+      } else if (this.commit.busy) await this.commit.whenIdle();
+      else {
+        this.commit.kick();
+        if (!this.commit.busy) break;
+      }
+      if (this.lastError !== null) attempts++;
+    }
+    if (this.commit.waiting !== 0) {
+      // Only possible when writes keep failing: say so rather than leave confirms hanging.
+      this.commit.failWaiting(new Error(`message store closed with unwritten records: ${this.lastError ?? 'unknown error'}`));
+    }
+    for (const s of this.table.segments) {
+      s.seg.close();
+      s.ack?.close();
+    }
+    closeSync(this.dirFd);
+    this.finished = true;
+    this.lock.release();
+  }
+
+  // -------------------------------------------------------------------------------------
+
+  private scheduleTurn(): void {
+    if (this.turnScheduled) return;
+    this.turnScheduled = true;
+    setImmediate(this.onTurn);
+  }
+
+  /** End of an I/O turn: write what the turn appended (unless a write round is still running). */
+  private turn(): void {
+    this.turnScheduled = false;
+    if (this.finished || this.closed || this.writeRound !== null) return;
+    this.startWriteRound();
+  }
+
+  /**
+   * One write round: encodes pending acks, then hands every tail to the thread pool. Rounds do
+   * not overlap, so when one completes everything appended before it started is in the files;
+   * the sync round that follows may run while the next write round fills the page cache.
+   */
+  private startWriteRound(): void {
+    this.encodeIdBatches(this.acks, RecordType.Ack);
+    this.encodeIdBatches(this.deliveries, RecordType.Delivered);
+    const round: WriteRound = { pending: 1, seq: this.commit.appended, error: null };
+    this.writeRound = round;
+    const files = this.tails;
+    this.tails = [];
+    for (const file of files) {
+      if (file.startWrite((err) => this.fileWritten(round, file, err))) round.pending++;
+      else if (file.used !== 0) this.tails.push(file); // cannot happen between rounds; keep it safe
+    }
+    this.fileWritten(round, null, null);
+  }
+
+  private fileWritten(round: WriteRound, file: AppendFile | null, err: Error | null): void {
+    if (file !== null) {
+      if (err !== null) {
+        round.error ??= err;
+        if (!this.tails.includes(file)) this.tails.push(file);
+      }
+      this.commit.fileWritten(file);
+    }
+    if (--round.pending !== 0) return;
+    this.writeRound = null;
+    if (round.error !== null) this.writeFailed(round.error);
+    else {
+      if (this.lastError !== null) {
+        this.logger.warn({ dir: this.dir }, 'message store writes succeed again');
+        this.lastError = null;
+      }
+      this.commit.allWritten(round.seq);
+      // Between write rounds no descriptor is busy: the moment to delete and compact.
+      this.dropEmptySegments();
+      if (this.releasedSinceCompactionCheck && this.compactBelow > 0 && !this.closed) this.compactOne();
+    }
+    this.commit.kick();
+    const idle = this.writesIdle;
+    this.writesIdle = [];
+    for (const f of idle) f();
+    // Appends made while the round ran found their turn returning early: write them now.
+    const more = this.tails.length !== 0 || this.acks.size !== 0 || this.deliveries.size !== 0;
+    if (round.error === null && more && !this.closed) this.scheduleTurn();
+  }
+
+  /** Keeps the records in memory, logs once per distinct error, and retries on a timer. */
+  private writeFailed(err: Error): void {
+    const text = String(err);
+    if (this.lastError !== text) this.logger.error({ dir: this.dir, err: text }, 'message store write failed; keeping records in memory and retrying');
+    this.lastError = text;
+    if (this.retryTimer === null && !this.closed) {
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = null;
+        this.turn();
+      }, WRITE_RETRY_MS);
+      this.retryTimer.unref();
+    }
+  }
+
+  /** Encodes per-queue id lists into the ack files of the segments holding those ids. */
+  private encodeIdBatches(batches: Map<string, number[]>, type: RecordType.Ack | RecordType.Delivered): void {
+    if (batches.size === 0) return;
+    for (const [queue, ids] of batches) {
+      for (let i = 1; i < ids.length; i++) {
+        if (ids[i]! < ids[i - 1]!) {
+          ids.sort((a, b) => a - b);
+          break;
+        }
+      }
+      const key = this.keys.get(queue);
+      let from = 0;
+      while (from < ids.length) {
+        const segment = this.table.segmentOf(ids[from]!);
+        let to = from + 1;
+        const limit = segment === undefined ? -1 : segment.maxId;
+        while (to < ids.length && ids[to]! <= limit) to++;
+        // A segment about to be deleted needs no record of its messages' fate.
+        if (segment !== undefined && (segment.live !== 0 || segment === this.active)) {
+          appendIdBatch(this.ackFile(segment), type, key, ids, from, to);
+        }
+        from = to;
+      }
+    }
+    batches.clear();
+  }
+
+  /** The segment's ack file, created on first use, with its tail registered for writing. */
+  private ackFile(segment: Segment): AppendFile {
+    let file = segment.ack;
+    if (file === null) {
+      file = new AppendFile(segment.ackPath, openSync(segment.ackPath, 'w+'), 0, 64 * 1024);
+      writeFileHeader(file, ACK_MAGIC, segment.firstId);
+      segment.ack = file;
+      this.commit.directoryChanged();
+      this.tails.push(file);
+    } else if (file.used === 0) {
+      this.tails.push(file);
+    }
+    return file;
+  }
+
+  private createSegment(): Segment {
+    const no = this.nextSegmentNo++;
+    const segment = new Segment(this.dir, no, this.nextId, new AppendFile('', -1, 0, 0));
+    const fd = openSync(segment.segPath, 'wx+');
+    segment.seg = new AppendFile(segment.segPath, fd, 0, Math.min(this.writeBufferSize, 1024 * 1024));
+    writeFileHeader(segment.seg, SEGMENT_MAGIC, segment.firstId, no);
+    this.tails.push(segment.seg);
+    this.table.add(segment);
+    this.commit.directoryChanged();
+    return segment;
+  }
+
+  private rollOver(): void {
+    const old = this.active;
+    old.seg.seal();
+    this.active = this.createSegment();
+    if (old.live === 0) this.table.emptied.push(old);
+    this.scheduleTurn();
+  }
+
+  private dropEmptySegments(): void {
+    const emptied = this.table.emptied;
+    if (emptied.length === 0) return;
+    this.table.emptied = [];
+    for (const segment of emptied) {
+      if (segment.live !== 0 || segment === this.active || segment.pinned || !this.table.segments.includes(segment)) continue;
+      // Segment first: an ack file without its segment is harmless, the reverse resurrects.
+      unlinkSync(segment.segPath);
+      if (segment.ack !== null) unlinkSync(segment.ackPath);
+      this.table.remove(segment);
+      this.tails = this.tails.filter((f) => f !== segment.seg && f !== segment.ack);
+      this.commit.closeWhenIdle(segment.seg);
+      if (segment.ack !== null) this.commit.closeWhenIdle(segment.ack);
+      this.commit.directoryChanged();
+    }
+  }
+
+  /** Rewrites (and merges) the oldest run of sparse or small segments, if any. One per turn. */
+  private compactOne(): void {
+    this.releasedSinceCompactionCheck = false;
+    const run = pickRun(this.table.segments, this.active, this.segmentSize, this.compactBelow);
+    if (run.length === 0) return;
+    const { table, keys, commit, dirFd, logger, onCompactionStep: onStep } = this;
+    compactRun({ table, keys, commit, dirFd, logger, onStep }, run);
+    // More to do elsewhere? Look again next turn.
+    this.releasedSinceCompactionCheck = true;
+    this.scheduleTurn();
+  }
+}

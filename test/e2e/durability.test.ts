@@ -1,0 +1,191 @@
+import assert from 'node:assert/strict';
+import { ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import amqp from 'amqplib';
+
+// These tests run Warren as a real process so that kill -9 means what it says.
+const WARREN = join(__dirname, '..', '..', 'src', 'cli', 'warren.js');
+const external = process.env.WARREN_TEST_URL !== undefined;
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+interface Running {
+  proc: ChildProcess;
+  url: string;
+}
+
+async function startWarren(dataDir: string, port: number): Promise<Running> {
+  const mgmt = await freePort();
+  const proc = spawn(process.execPath, [WARREN, '--port', String(port), '--bind', '127.0.0.1', '--data-dir', dataDir, '--management-port', String(mgmt), '--log-level', 'warn'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const url = `amqp://guest:guest@127.0.0.1:${port}`;
+  const deadline = Date.now() + 20_000;
+  // Poll the port: the process gives no other readiness signal we can wait on.
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`warren exited ${proc.exitCode}: ${stderr}`);
+    try {
+      const c = await amqp.connect(url);
+      await c.close();
+      return { proc, url };
+    } catch {
+      if (Date.now() > deadline) throw new Error(`warren did not start: ${stderr}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
+
+async function kill9(r: Running): Promise<void> {
+  if (r.proc.exitCode !== null) return;
+  const exited = new Promise((resolve) => r.proc.once('exit', resolve));
+  r.proc.kill('SIGKILL');
+  await exited;
+}
+
+describe('crash safety (kill -9)', { skip: external ? 'needs to kill the broker process' : false }, () => {
+  const dirs: string[] = [];
+  after(() => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  for (const round of [1, 2, 3]) {
+    it(`keeps every confirmed persistent message exactly once, unacked ones redelivered (kill point ${round})`, async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'warren-crash-'));
+      dirs.push(dir);
+      const port = await freePort();
+      let warren = await startWarren(dir, port);
+      const confirmed = new Set<string>();
+      const publishers: Array<Promise<void>> = [];
+      let stop = false;
+      const setup = await amqp.connect(warren.url);
+      setup.on('error', () => {});
+      const sch = await setup.createChannel();
+      await sch.assertQueue('crash-q', { durable: true });
+      // One delivered-but-unacked message must come back with redelivered=true.
+      await sch.sendToQueue('crash-q', Buffer.from('first'), { persistent: true });
+      const cconn = await amqp.connect(warren.url);
+      cconn.on('error', () => {});
+      const cch = await cconn.createConfirmChannel();
+      cch.sendToQueue('crash-q', Buffer.from('first-confirmed'), { persistent: true });
+      await cch.waitForConfirms();
+      confirmed.add('first-confirmed');
+
+      for (let p = 0; p < 3; p++) {
+        publishers.push(
+          (async () => {
+            const conn = await amqp.connect(warren.url);
+            let closed = false;
+            conn.on('error', () => {});
+            conn.on('close', () => (closed = true));
+            const ch = await conn.createConfirmChannel();
+            ch.on('error', () => {});
+            let outstanding = 0;
+            let i = 0;
+            while (!stop && !closed) {
+              // A bounded window of unconfirmed publishes; yield so confirms can arrive.
+              if (outstanding >= 100) {
+                await new Promise((r) => setImmediate(r));
+                continue;
+              }
+              const body = `p${p}-${i++}`;
+              outstanding++;
+              ch.sendToQueue('crash-q', Buffer.from(body), { persistent: true }, (err) => {
+                outstanding--;
+                if (err === null || err === undefined) confirmed.add(body);
+              });
+              if (i % 20 === 0) await new Promise((r) => setImmediate(r));
+            }
+          })().catch(() => {}),
+        );
+      }
+      // Random kill point while publishes and confirms are in flight.
+      await new Promise((r) => setTimeout(r, 100 + Math.floor(Math.random() * 400)));
+      await kill9(warren);
+      stop = true;
+      await Promise.all(publishers);
+      await setup.close().catch(() => {});
+
+      warren = await startWarren(dir, port);
+      try {
+        const conn = await amqp.connect(warren.url);
+        const ch = await conn.createChannel();
+        const seen = new Map<string, boolean>();
+        for (;;) {
+          const m = await ch.get('crash-q', { noAck: true });
+          if (m === false) break;
+          const body = m.content.toString();
+          assert.ok(!seen.has(body), `message ${body} recovered twice`);
+          seen.set(body, m.fields.redelivered);
+        }
+        for (const body of confirmed) assert.ok(seen.has(body), `confirmed message ${body} was lost (${confirmed.size} confirmed, ${seen.size} recovered)`);
+        assert.ok(confirmed.size > 10, `only ${confirmed.size} publishes were confirmed before the kill`);
+        await conn.close();
+      } finally {
+        await kill9(warren);
+      }
+    });
+  }
+
+  it('recovers durable exchanges, queues and bindings but not transient ones, and marks delivered-unacked messages redelivered', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'warren-meta-'));
+    dirs.push(dir);
+    const port = await freePort();
+    let warren = await startWarren(dir, port);
+    const conn = await amqp.connect(warren.url);
+    conn.on('error', () => {});
+    const ch = await conn.createConfirmChannel();
+    await ch.assertExchange('dx', 'topic', { durable: true });
+    await ch.assertExchange('tx', 'fanout', { durable: false });
+    await ch.assertQueue('dq', { durable: true, arguments: { 'x-max-length': 100 } });
+    await ch.assertQueue('tq', { durable: false });
+    await ch.bindQueue('dq', 'dx', 'a.*');
+    ch.publish('dx', 'a.b', Buffer.from('persistent'), { persistent: true, headers: { h: 1 }, messageId: 'm1' });
+    ch.publish('dx', 'a.b', Buffer.from('transient'), { persistent: false });
+    await ch.waitForConfirms();
+    const reader = await conn.createChannel();
+    const got = await reader.get('dq'); // delivered, never acked
+    assert.ok(got);
+    await kill9(warren);
+
+    warren = await startWarren(dir, port);
+    try {
+      const c2 = await amqp.connect(warren.url);
+      const ch2 = await c2.createChannel();
+      await ch2.checkExchange('dx');
+      assert.deepEqual(await ch2.checkQueue('dq'), { queue: 'dq', messageCount: 1, consumerCount: 0 });
+      const m = await ch2.get('dq', { noAck: true });
+      assert.ok(m);
+      assert.equal(m.content.toString(), 'persistent');
+      assert.equal(m.fields.redelivered, true);
+      assert.equal(m.properties.messageId, 'm1');
+      assert.deepEqual(m.properties.headers, { h: 1 });
+      // The binding survived: a new publish routes.
+      const pub = await c2.createConfirmChannel();
+      pub.publish('dx', 'a.c', Buffer.from('again'), { persistent: true });
+      await pub.waitForConfirms();
+      assert.equal((await ch2.checkQueue('dq')).messageCount, 1);
+      const missing = await c2.createChannel();
+      const closed = new Promise<number>((resolve) => missing.on('error', (e: { code: number }) => resolve(e.code)));
+      missing.checkQueue('tq').catch(() => {});
+      assert.equal(await closed, 404);
+      await c2.close();
+    } finally {
+      await kill9(warren);
+    }
+  });
+});
