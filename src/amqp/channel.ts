@@ -15,6 +15,7 @@ import { REPLY_TO, REPLY_TO_PREFIX } from './direct-reply';
 import { handleTopologyMethod } from './topology';
 import { Transaction } from './transaction';
 import { ConfirmTracker } from './confirms';
+import { validateConsumerPriority } from '../core/queue/arguments';
 import { Delivery, UnackedDeliveries } from './unacked';
 
 
@@ -218,14 +219,17 @@ export class Channel {
       throw new AmqpError('ACCESS_REFUSED', `cannot publish to internal exchange '${p.exchange}' in vhost '${vhost.name}'`, 60, 40);
     }
     let extraKeys: string[] | null = null;
+    let bcc: string[] | null = null;
     const flags = properties.length >= 2 ? properties.readUInt16BE(0) : 0;
     if ((flags & INSPECTED_PROPERTIES) !== 0) {
       const inspected = this.inspectProperties(properties);
       properties = inspected.raw;
       extraKeys = inspected.extraKeys;
+      bcc = inspected.bcc;
     }
     this.conn.notePublish();
     const msg = new Message(p.exchange, p.routingKey, properties, body);
+    msg.bcc = bcc;
     if ((flags & EXPIRATION_FLAG) !== 0) msg.ttl = parseExpiration(readExpiration(properties, 0, properties.length)!);
     this.stats.published++;
     if (this.tx !== null) {
@@ -241,10 +245,11 @@ export class Channel {
    * reply queue, and CC/BCC headers add routing keys (BCC is stripped before delivery).
    * The caller only gets here when one of those property flags is set.
    */
-  private inspectProperties(raw: Buffer): { raw: Buffer; extraKeys: string[] | null } {
+  private inspectProperties(raw: Buffer): { raw: Buffer; extraKeys: string[] | null; bcc: string[] | null } {
     const props = decodeProperties(raw, 0, raw.length);
     let changed = false;
     let extraKeys: string[] | null = null;
+    let bcc: string[] | null = null;
     if (props.userId !== undefined && props.userId !== this.conn.userName) {
       throw new AmqpError('PRECONDITION_FAILED', `user_id property set to '${props.userId}' but authenticated user was '${this.conn.userName}'`, 60, 40);
     }
@@ -257,14 +262,15 @@ export class Channel {
     }
     if (props.headers !== undefined) {
       const cc = routingKeysOf(tableGet(props.headers, 'CC'));
-      const bcc = routingKeysOf(tableGet(props.headers, 'BCC'));
-      if (cc.length !== 0 || bcc.length !== 0) extraKeys = [...cc, ...bcc];
+      const bccKeys = routingKeysOf(tableGet(props.headers, 'BCC'));
+      if (cc.length !== 0 || bccKeys.length !== 0) extraKeys = [...cc, ...bccKeys];
+      if (bccKeys.length !== 0) bcc = bccKeys;
       if (tableGet(props.headers, 'BCC') !== undefined) {
         props.headers = props.headers.filter(([k]) => k !== 'BCC');
         changed = true;
       }
     }
-    return { raw: changed ? encodeProperties(props) : raw, extraKeys };
+    return { raw: changed ? encodeProperties(props) : raw, extraKeys, bcc };
   }
 
   private route(exchange: Exchange, msg: Message, mandatory: boolean, extraKeys: string[] | null): void {
@@ -340,6 +346,7 @@ export class Channel {
       if (denied !== undefined) throw new AmqpError('ACCESS_REFUSED', denied, 60, 20);
     }
     const args = tablePlain(m.arguments);
+    validateConsumerPriority(queue.name, queue.vhost, tableGet(m.arguments, 'x-priority'));
     const priority = fieldInt(tableGet(m.arguments, 'x-priority')) ?? 0;
     try {
       queue.assertConsumable(m.exclusive);
@@ -547,6 +554,12 @@ export class Channel {
     if (this.state === 'open') this.state = 'closing';
     this.assembler.reset();
     this.tx = null;
+    if (this.timeoutTimer !== null) clearTimeout(this.timeoutTimer);
+    this.timeoutTimer = null;
+    // Requeue before the consumers go: this channel no longer accepts deliveries, so the
+    // messages return to their places first and the next consumer (e.g. the next single
+    // active consumer) receives them in order.
+    requeueByQueue(this.unacked.takeAll());
     const consumers = [...this.consumers.values()];
     this.consumers.clear();
     for (const c of consumers) {
@@ -554,9 +567,6 @@ export class Channel {
       else c.queue.removeConsumer(c);
     }
     this.replyQueue = null;
-    if (this.timeoutTimer !== null) clearTimeout(this.timeoutTimer);
-    this.timeoutTimer = null;
-    requeueByQueue(this.unacked.takeAll());
   }
 
   private finish(): void {
@@ -569,10 +579,17 @@ const EXPIRATION_FLAG = 0x0100;
 
 /** RabbitMQ's rabbit_basic:parse_expiration: a non-negative integer of milliseconds, as a string. */
 function parseExpiration(text: string): number {
-  if (!/^-?\d+$/.test(text)) throw new AmqpError('PRECONDITION_FAILED', `invalid expiration '${text}': no_integer`, 60, 40);
-  const n = Number(text);
-  if (n < 0) throw new AmqpError('PRECONDITION_FAILED', `invalid expiration '${text}': {value_negative,${n}}`, 60, 40);
-  return n;
+  const fail = (reason: string): never => {
+    throw new AmqpError('PRECONDITION_FAILED', `invalid expiration '${text}': ${reason}`, 60, 40);
+  };
+  const m = /^([+-]?\d+)(.*)$/s.exec(text);
+  if (m === null) fail('no_integer');
+  if (m![2] !== '') fail(`{leftover_string,"${m![2]}"}`);
+  const n = BigInt(m![1]!);
+  if (n < 0n) fail(`{value_negative,${n}}`);
+  // RabbitMQ's limit: the TTL must fit Erlang's timer range (2^32 - 1 ms).
+  if (n > 4294967295n) fail(`{value_too_large,${n}}`);
+  return Number(n);
 }
 
 /** user-id (0x0010), reply-to (0x0200) and headers (0x2000) property flags. */

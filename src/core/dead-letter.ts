@@ -6,22 +6,42 @@ import type { DeadLetterReason, Queue } from './queue/queue';
 
 const str = (s: string): FieldValue => ({ type: 'S', value: Buffer.from(s, 'utf8') });
 
-/** The routing keys a message was published with: its key plus CC (BCC was stripped at publish). */
+/** The routing keys a message was published with: its key plus CC (BCC is never shown). */
 export function publishedRoutingKeys(msg: Message): string[] {
   const keys = [msg.routingKey];
   const cc = tableGet(msg.properties.headers, 'CC');
-  if (cc?.type === 'A') for (const v of cc.value) if (v.type === 'S') keys.push(v.value.toString('utf8'));
+  if (cc?.type === 'A') {
+    for (const v of cc.value) if (v.type === 'S') keys.push(v.value.toString('utf8'));
+  } else if (cc?.type === 'S') {
+    keys.push(cc.value.toString('utf8'));
+  }
   return keys;
 }
 
+export interface DeadLettered {
+  copy: Message;
+  /** Routing keys for the dead-letter exchange: the configured key, or the original keys with BCC. */
+  routingKeys: string[];
+}
+
 /**
- * A copy of `msg` as RabbitMQ 3.x dead-letters it: an x-death entry per (queue, reason),
- * the most recent first with its count incremented, x-first-death-* set once, and the
- * expiration property moved into original-expiration.
+ * A copy of `msg` as RabbitMQ 3.x dead-letters it (rabbit_dead_letter): republished through
+ * the dead-letter exchange; an x-death entry per (queue, reason), the most recent first, an
+ * existing entry's count incremented; x-first-death-* set once; expiration moved into
+ * original-expiration; CC dropped when a dead-letter routing key replaces the keys; and the
+ * header table sorted by name, as RabbitMQ stores tables.
  */
-export function deadLetterCopy(msg: Message, queue: Queue, reason: DeadLetterReason, nowMs: number, routingKey: string): Message {
+export function deadLetterCopy(
+  msg: Message,
+  queue: Queue,
+  reason: DeadLetterReason,
+  nowMs: number,
+  deadLetterExchange: string,
+  deadLetterRoutingKey: string | undefined,
+): DeadLettered {
   const props = { ...msg.properties };
-  const headers: FieldTable = props.headers ? [...props.headers] : [];
+  const published = publishedRoutingKeys(msg);
+  let headers: FieldTable = props.headers ? [...props.headers] : [];
   const deaths = tableGet(headers, 'x-death');
   const list: FieldValue[] = deaths?.type === 'A' ? [...deaths.value] : [];
   const at = list.findIndex(
@@ -30,10 +50,11 @@ export function deadLetterCopy(msg: Message, queue: Queue, reason: DeadLetterRea
   const time: FieldValue = { type: 'T', value: BigInt(Math.floor(nowMs / 1000)) };
   let entry: FieldTable;
   if (at >= 0) {
+    // An existing entry is rewritten: count+1, and (as RabbitMQ re-sorts it) keys in order.
     const old = (list[at] as { type: 'F'; value: FieldTable }).value;
     const count = tableGet(old, 'count');
     const n = count !== undefined && (count.type === 'l' || count.type === 'L') ? count.value + 1n : 1n;
-    entry = old.map(([k, v]): [string, FieldValue] => (k === 'count' ? [k, { type: 'l', value: n }] : k === 'time' ? [k, time] : [k, v]));
+    entry = sortedTable(old.map(([k, v]): [string, FieldValue] => (k === 'count' ? [k, { type: 'l', value: n }] : [k, v])));
     list.splice(at, 1);
   } else {
     entry = [
@@ -42,9 +63,11 @@ export function deadLetterCopy(msg: Message, queue: Queue, reason: DeadLetterRea
       ['queue', str(queue.name)],
       ['time', time],
       ['exchange', str(msg.exchange)],
-      ['routing-keys', { type: 'A', value: publishedRoutingKeys(msg).map(str) }],
+      ['routing-keys', { type: 'A', value: published.map(str) }],
     ];
     if (props.expiration !== undefined) entry.push(['original-expiration', str(props.expiration)]);
+    // Only the very first x-death entry keeps creation order; later ones come out sorted.
+    if (list.length !== 0) entry = sortedTable(entry);
   }
   list.unshift({ type: 'F', value: entry });
   setHeader(headers, 'x-death', { type: 'A', value: list });
@@ -53,9 +76,12 @@ export function deadLetterCopy(msg: Message, queue: Queue, reason: DeadLetterRea
     setHeader(headers, 'x-first-death-queue', str(queue.name));
     setHeader(headers, 'x-first-death-exchange', str(msg.exchange));
   }
-  props.headers = headers;
+  if (deadLetterRoutingKey !== undefined) headers = headers.filter(([k]) => k !== 'CC');
+  props.headers = sortedTable(headers);
   delete props.expiration;
-  return new Message(msg.exchange, routingKey, encodeProperties(props), msg.body);
+  const routingKeys = deadLetterRoutingKey !== undefined ? [deadLetterRoutingKey] : [...published, ...(msg.bcc ?? [])];
+  const copy = new Message(deadLetterExchange, routingKeys[0]!, encodeProperties(props), msg.body);
+  return { copy, routingKeys };
 }
 
 /**
@@ -81,4 +107,9 @@ function setHeader(headers: FieldTable, name: string, value: FieldValue): void {
   const at = headers.findIndex(([k]) => k === name);
   if (at >= 0) headers[at] = [name, value];
   else headers.push([name, value]);
+}
+
+/** Erlang term order on binaries: byte-wise. */
+function sortedTable(t: FieldTable): FieldTable {
+  return [...t].sort(([a], [b]) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
 }

@@ -15,6 +15,8 @@ export class Message {
   /** A delayed exchange already held this message; route it now. */
   delayReleased = false;
   delayHeld = false;
+  /** BCC routing keys, stripped from the headers at publish but still used for dead-lettering. */
+  bcc: string[] | null = null;
   /** Per-message TTL in ms from the expiration property; -1 when absent. */
   ttl = -1;
   private priorityCache = -1;

@@ -314,10 +314,8 @@ export class VHost implements QueueObserver {
         const { queue, msg, reason } = item;
         const x = this.exchanges.get(queue.settings.deadLetterExchange!);
         if (x === undefined) continue; // RabbitMQ drops it when the DLX does not exist
-        const dlrk = queue.settings.deadLetterRoutingKey;
-        const keys = dlrk !== undefined ? [dlrk] : publishedRoutingKeys(msg);
-        const copy = deadLetterCopy(msg, queue, reason, now, keys[0]!);
-        const targets = this.route(x, copy, keys.length > 1 ? keys.slice(1) : null);
+        const { copy, routingKeys } = deadLetterCopy(msg, queue, reason, now, x.name, queue.settings.deadLetterRoutingKey);
+        const targets = this.route(x, copy, routingKeys.length > 1 ? routingKeys.slice(1) : null);
         const list = targets.slice();
         targets.length = 0;
         const live = reason === 'rejected' ? list : list.filter((target) => !isCycle(copy, target));
@@ -413,10 +411,14 @@ export class VHost implements QueueObserver {
 
   // ---- internals -------------------------------------------------------------------------
 
+  /** The exchange's alternate-exchange argument, or else the alternate-exchange of its policy. */
   private alternateOf(x: Exchange): Exchange | undefined {
     const v = tableGet(x.arguments, 'alternate-exchange');
-    if (v === undefined) return undefined;
-    const name = fieldString(v);
+    let name = v === undefined ? undefined : fieldString(v);
+    if (name === undefined) {
+      const fromPolicy = this.policies.effective('policy', this.name, x.name, 'exchange')?.definition['alternate-exchange'];
+      if (typeof fromPolicy === 'string') name = fromPolicy;
+    }
     return name === undefined ? undefined : this.exchanges.get(name);
   }
 

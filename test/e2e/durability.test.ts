@@ -41,6 +41,7 @@ async function startWarren(dataDir: string, port: number): Promise<Running> {
     if (proc.exitCode !== null) throw new Error(`warren exited ${proc.exitCode}: ${stderr}`);
     try {
       const c = await amqp.connect(url);
+      c.on('error', () => {});
       await c.close();
       return { proc, url };
     } catch {
@@ -123,6 +124,7 @@ describe('crash safety (kill -9)', { skip: external ? 'needs to kill the broker 
       warren = await startWarren(dir, port);
       try {
         const conn = await amqp.connect(warren.url);
+        conn.on('error', () => {});
         const ch = await conn.createChannel();
         const seen = new Map<string, boolean>();
         for (;;) {
@@ -165,6 +167,7 @@ describe('crash safety (kill -9)', { skip: external ? 'needs to kill the broker 
     warren = await startWarren(dir, port);
     try {
       const c2 = await amqp.connect(warren.url);
+      c2.on('error', () => {});
       const ch2 = await c2.createChannel();
       await ch2.checkExchange('dx');
       assert.deepEqual(await ch2.checkQueue('dq'), { queue: 'dq', messageCount: 1, consumerCount: 0 });

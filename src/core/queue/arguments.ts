@@ -62,12 +62,22 @@ const CHECKS: Record<string, Check> = {
   'x-max-length': nonNegative,
   'x-max-length-bytes': nonNegative,
   'x-max-priority': maxPriority,
-  'x-overflow': oneOf(['drop-head', 'reject-publish', 'reject-publish-dlx']),
+  'x-overflow': (v) =>
+    v.type === 'S' && ['drop-head', 'reject-publish', 'reject-publish-dlx'].includes(v.value.toString()) ? undefined : 'invalid_overflow',
   'x-queue-mode': oneOf(['default', 'lazy']),
   'x-queue-type': oneOf(['classic', 'quorum', 'stream']),
   'x-single-active-consumer': bool,
   'x-consumer-timeout': nonNegative,
 };
+
+/** basic.consume's x-priority must be an integer (rabbit_queue_consumers). */
+export function validateConsumerPriority(queue: string, vhost: string, v: FieldValue | undefined): void {
+  if (v === undefined) return;
+  const reason = integer(v, []);
+  if (reason !== undefined) {
+    throw new AmqpError('PRECONDITION_FAILED', `invalid arg 'x-priority' for queue '${queue}' in vhost '${vhost}': ${reason}`, 60, 20);
+  }
+}
 
 export function validateQueueArguments(queue: string, vhost: string, args: FieldTable): void {
   for (const [key, value] of args) {

@@ -4,6 +4,11 @@ import type { QueueEntry } from './entry';
  * Entries ordered by expiry time, so a short-TTL message behind long-TTL ones expires on
  * time rather than when it reaches the head (RabbitMQ expires lazily at the head).
  */
+/** Earlier expiry first; equal expiries leave in queue order. */
+function before(a: QueueEntry, b: QueueEntry): boolean {
+  return a.expiresAt < b.expiresAt || (a.expiresAt === b.expiresAt && a.seq < b.seq);
+}
+
 export class ExpiryHeap {
   private readonly items: QueueEntry[] = [];
 
@@ -18,7 +23,7 @@ export class ExpiryHeap {
     let i = a.length - 1;
     while (i > 0) {
       const p = (i - 1) >> 1;
-      if (a[p]!.expiresAt <= e.expiresAt) break;
+      if (!before(e, a[p]!)) break;
       a[i] = a[p]!;
       i = p;
     }
@@ -42,8 +47,8 @@ export class ExpiryHeap {
         const l = 2 * i + 1;
         if (l >= n) break;
         const r = l + 1;
-        const c = r < n && a[r]!.expiresAt < a[l]!.expiresAt ? r : l;
-        if (a[c]!.expiresAt >= last.expiresAt) break;
+        const c = r < n && before(a[r]!, a[l]!) ? r : l;
+        if (!before(a[c]!, last)) break;
         a[i] = a[c]!;
         i = c;
       }

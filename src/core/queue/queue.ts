@@ -38,6 +38,7 @@ export const enum EnqueueOutcome {
  * way RabbitMQ's credit flow does. A queue without consumers is not a reason to throttle.
  */
 export const FLOW_HIGH_WATER = 20_000;
+const MAX_TIMER_MS = 2 ** 31 - 1;
 const FLOW_LOW_WATER = FLOW_HIGH_WATER / 2;
 
 export interface FlowWaiter {
@@ -71,6 +72,8 @@ export class Queue {
   private hadConsumer = false;
   private readyCount = 0;
   private flowWaiters: Set<FlowWaiter> | null = null;
+  /** The entry enqueue() is dispatching right now: it is never too old for its own delivery. */
+  private enqueuing: QueueEntry | null = null;
   private readyBytes = 0;
   /** Deliveries handed to acking consumers and not yet settled. */
   unackedCount = 0;
@@ -200,7 +203,11 @@ export class Queue {
     this.readyBytes += msg.bodySize;
     if (expiresAt !== 0) this.trackExpiry(entry);
     if (s.maxLength !== undefined || s.maxLengthBytes !== undefined) this.enforceLimits();
-    if (this.consumers.length !== 0) this.drain();
+    if (this.consumers.length !== 0) {
+      this.enqueuing = entry;
+      this.drain();
+      this.enqueuing = null;
+    }
     // TTL 0: delivered only if a consumer took it just now, otherwise expired at once.
     if (ttl === 0 && entry.state === EntryState.Ready) this.expireDue(Number.MAX_SAFE_INTEGER, entry);
     return EnqueueOutcome.Accepted;
@@ -368,7 +375,7 @@ export class Queue {
       this.readyCount--;
       this.readyBytes -= e.msg.bodySize;
       if (this.flowWaiters !== null && this.readyCount <= FLOW_LOW_WATER) this.releaseFlowWaiters();
-      if (e.expiresAt !== 0 && e.expiresAt < Date.now()) {
+      if (e.expiresAt !== 0 && e !== this.enqueuing && e.expiresAt < Date.now()) {
         this.expire(e);
         continue;
       }
@@ -409,10 +416,11 @@ export class Queue {
   private armExpiryTimer(at: number): void {
     if (this.expiryTimer !== null) clearTimeout(this.expiryTimer);
     this.expiryTimerAt = at;
+    // setTimeout's range is 2^31-1 ms; a later expiry is re-armed when this one fires.
     this.expiryTimer = setTimeout(() => {
       this.expiryTimer = null;
       this.expireDue(Date.now());
-    }, Math.max(0, at - Date.now()));
+    }, Math.min(MAX_TIMER_MS, Math.max(0, at - Date.now())));
     this.expiryTimer.unref();
   }
 
@@ -459,7 +467,7 @@ export class Queue {
       if (this.deleted || this.consumers.length !== 0) return;
       if (Date.now() - this.lastUsed >= expires) this.delete('expired');
       else this.armIdleTimer();
-    }, Math.max(0, this.lastUsed + expires - Date.now()));
+    }, Math.min(MAX_TIMER_MS, Math.max(0, this.lastUsed + expires - Date.now())));
     this.idleTimer.unref();
   }
 
