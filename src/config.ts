@@ -18,6 +18,7 @@ export interface Config {
   bind: string;
   /** Where durable state lives; null keeps everything in memory. */
   dataDir: string | null;
+  /** Management HTTP API, UI and /metrics port; 0 picks a free one, -1 disables management. */
   managementPort: number;
   logLevel: LogLevel;
   /** Seconds proposed in connection.tune. */
@@ -52,7 +53,8 @@ export function defaultConfig(): Config {
     port: 5672,
     bind: '',
     dataDir: null,
-    managementPort: 15672,
+    // Embedded brokers (tests, applications) run without the management listener unless asked.
+    managementPort: -1,
     logLevel: 'info',
     heartbeat: 60,
     frameMax: 131072,
@@ -72,7 +74,7 @@ export function defaultConfig(): Config {
 
 /** The executable's defaults: as embedded, except that state is kept on disk under ./data. */
 export function cliDefaultConfig(): Config {
-  return { ...defaultConfig(), dataDir: './data' };
+  return { ...defaultConfig(), dataDir: './data', managementPort: 15672 };
 }
 
 /** A setting that cannot be used. The message is one line naming its source and value. */

@@ -25,6 +25,7 @@ export function restoreMessages(broker: Broker, store: MessageStore): void {
       const m = store.read(id);
       const msg = new Message(m.exchange, m.routingKey, m.properties, m.body);
       msg.storeId = id;
+      msg.pageable = true;
       const expiration = readExpiration(m.properties, 0, m.properties.length);
       if (expiration !== undefined && /^\d+$/.test(expiration)) msg.ttl = Number(expiration);
       queue.restore(msg, recovered.redelivered[i] === 1, m.publishedAt);

@@ -34,9 +34,14 @@ export async function main(argv: string[]): Promise<number> {
   hard.unref();
 
   if (o.cleanupOnly) {
-    const r = await runCleanup(o);
-    process.stdout.write(`${JSON.stringify(r)}\n`);
-    return r.failed ? PerfExit.ERRORS : PerfExit.OK;
+    try {
+      const r = await runCleanup(o);
+      process.stdout.write(`${JSON.stringify(r)}\n`);
+      return r.failed ? PerfExit.ERRORS : PerfExit.OK;
+    } catch (err) {
+      process.stderr.write(`warren-perf: cleanup failed: ${err instanceof Error ? err.message : String(err)}\n`);
+      return PerfExit.ERRORS;
+    }
   }
 
   const abort = new AbortController();
@@ -60,7 +65,7 @@ export async function main(argv: string[]): Promise<number> {
     if (summary.timed_out) return PerfExit.TIMED_OUT;
     return summary.errors > 0 ? PerfExit.ERRORS : PerfExit.OK;
   } catch (err) {
-    if (err instanceof PerfSetupError || (err instanceof Error && /connect|handshake|closed|timeout/i.test(err.message))) {
+    if (err instanceof PerfSetupError) {
       process.stderr.write(`warren-perf: ${err.message}\n`);
       return PerfExit.ERRORS;
     }

@@ -1,5 +1,10 @@
 import { BasicProperties, decodeProperties, readDeliveryMode, readPriority } from '../protocol/properties';
 
+/** Where a paged-out message's bytes can be read back (the message store). */
+export interface MessageSource {
+  read(id: number): { properties: Buffer; body: Buffer };
+}
+
 /**
  * One published message. The content-header property bytes are kept exactly as the publisher
  * sent them and forwarded untouched on delivery; they are decoded only when a feature needs
@@ -15,22 +20,69 @@ export class Message {
   /** A delayed exchange already held this message; route it now. */
   delayReleased = false;
   delayHeld = false;
+  /** Every queue it was routed to keeps it in the store, so its bytes may leave memory. */
+  pageable = false;
   /** BCC routing keys, stripped from the headers at publish but still used for dead-lettering. */
   bcc: string[] | null = null;
   /** Per-message TTL in ms from the expiration property; -1 when absent. */
   ttl = -1;
   private priorityCache = -1;
+  private props: Buffer | null;
+  private content: Buffer | null;
+  /** Set while the bytes live only in the store (paged out to bound memory). */
+  private source: MessageSource | null = null;
+  readonly bodySize: number;
 
   constructor(
     readonly exchange: string,
     readonly routingKey: string,
     /** Property flags and property list, as on the wire (content header minus its first 12 bytes). */
-    readonly rawProperties: Buffer,
-    readonly body: Buffer,
-  ) {}
+    rawProperties: Buffer,
+    body: Buffer,
+  ) {
+    this.props = rawProperties;
+    this.content = body;
+    this.bodySize = body.length;
+  }
 
-  get bodySize(): number {
-    return this.body.length;
+  get rawProperties(): Buffer {
+    if (this.props === null) this.pageIn();
+    return this.props!;
+  }
+
+  get body(): Buffer {
+    if (this.content === null) this.pageIn();
+    return this.content!;
+  }
+
+  get pagedOut(): boolean {
+    return this.source !== null;
+  }
+
+  /**
+   * Drops the bytes of a message that is safely in the store; they are read back when the
+   * message is delivered. Queue memory then holds small records, not bodies.
+   */
+  pageOut(source: MessageSource): void {
+    if (this.storeId === 0) return;
+    // Read the flags needed later while the bytes are still here.
+    void this.persistent;
+    void this.priority;
+    this.props = null;
+    this.content = null;
+    this.source = source;
+  }
+
+  /** Brings paged-out bytes back; done before a delivery may release the message in the store. */
+  load(): void {
+    if (this.source !== null) this.pageIn();
+  }
+
+  private pageIn(): void {
+    const m = this.source!.read(this.storeId);
+    this.props = m.properties;
+    this.content = m.body;
+    this.source = null;
   }
 
   get persistent(): boolean {

@@ -290,6 +290,7 @@ export class VHost implements QueueObserver {
       { exchange: msg.exchange, routingKey: msg.routingKey, properties: msg.rawProperties, body: msg.body },
       keys,
     );
+    msg.pageable = keys.length === queues.length;
   }
 
   // ---- dead-lettering --------------------------------------------------------------------

@@ -50,6 +50,8 @@ export class BrokerStats {
   /** Work done through management itself (HTTP publish and get), which has no AMQP channel. */
   readonly direct = { publish: 0, get: 0, ack: 0 };
   private timer: NodeJS.Timeout | null = null;
+  /** Time of the previous sample; 0 before the first. */
+  private lastSample = 0;
 
   constructor(
     private readonly source: StatsSource,
@@ -76,23 +78,23 @@ export class BrokerStats {
     for (const vhost of this.source.vhosts.values()) {
       for (const q of vhost.queues.values()) {
         readQueue(q, buf);
-        seriesFor(this.queues, q, QUEUE_WIDTH).record(now, buf);
+        this.seriesFor(this.queues, q, QUEUE_WIDTH).record(now, buf);
         ready += q.messageCount;
         unacked += q.unackedCount;
       }
       for (const x of vhost.exchanges.values()) {
         buf[0] = x.stats.publishIn;
         buf[1] = x.stats.publishOut;
-        seriesFor(this.exchanges, x, 2).record(now, buf);
+        this.seriesFor(this.exchanges, x, 2).record(now, buf);
       }
     }
     for (const c of this.source.connections) {
       buf[0] = c.bytesReceived;
       buf[1] = c.bytesSent;
-      seriesFor(this.conns, c, 2).record(now, buf);
+      this.seriesFor(this.conns, c, 2).record(now, buf);
       for (const ch of c.channelList) {
         readChannel(ch, buf);
-        seriesFor(this.channels, ch, 3).record(now, buf);
+        this.seriesFor(this.channels, ch, 3).record(now, buf);
       }
     }
     this.channelTotals.sample(this.liveChannels(), readChannel);
@@ -101,6 +103,20 @@ export class BrokerStats {
     const g = [t.publish, t.deliverGet, t.ack, t.redeliver, ready, unacked, ready + unacked, t.get];
     this.global.record(now, g);
     this.history.record(now, g);
+    this.lastSample = now;
+  }
+
+  /**
+   * An entity first seen now did not exist at the previous sample, so its counters were zero
+   * then: seeding that point lets a burst right after creation show as a rate.
+   */
+  private seriesFor<K extends object>(map: WeakMap<K, CounterSeries>, k: K, width: number): CounterSeries {
+    let s = map.get(k);
+    if (s === undefined) {
+      map.set(k, (s = new CounterSeries(width)));
+      if (this.lastSample !== 0) s.record(this.lastSample, new Float64Array(width));
+    }
+    return s;
   }
 
   /** Broker-wide message counters since start, including entities that no longer exist. */
@@ -143,12 +159,6 @@ export class BrokerStats {
   private *liveQueues(): Iterable<Queue> {
     for (const v of this.source.vhosts.values()) yield* v.queues.values();
   }
-}
-
-function seriesFor<K extends object>(map: WeakMap<K, CounterSeries>, k: K, width: number): CounterSeries {
-  let s = map.get(k);
-  if (s === undefined) map.set(k, (s = new CounterSeries(width)));
-  return s;
 }
 
 function readQueue(q: Queue, out: Float64Array): void {

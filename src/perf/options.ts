@@ -131,9 +131,9 @@ function buildCommand(): Command {
   return new Command()
     .name('warren-perf')
     .description(
-      'AMQP 0-9-1 load generator: producers and consumers on worker threads, throughput and end-to-end latency.\n' +
-        'Flags follow RabbitMQ PerfTest. Every run is bounded (-z, then a watchdog); queues get a unique\n' +
-        'prefix and are deleted at the end unless --keep or -p.',
+      'AMQP 0-9-1 load generator: producers and consumers on worker threads, throughput and\n' +
+        'end-to-end latency. Flags follow RabbitMQ PerfTest. Every run is bounded (-z, then a\n' +
+        'watchdog); queues get a unique prefix and are deleted at the end unless --keep or -p.',
     )
     .helpOption('--help', 'show this help')
     .addOption(new Option('-h, --uri <uri>', 'broker URI amqp://user:pass@host:port/vhost').default(d.uri))

@@ -116,9 +116,14 @@ export async function runPerf(o: PerfOptions, io: RunIO = {}): Promise<PerfSumma
     else if (errors === 11) warn('warren-perf: (more errors not shown)');
   };
 
-  let setup = await PerfConnection.open(url, { timeoutMs: o.setupTimeout * 1000, name: 'warren-perf setup' });
+  let setup: PerfConnection;
+  try {
+    setup = await PerfConnection.open(url, { timeoutMs: o.setupTimeout * 1000, name: 'warren-perf setup' });
+    await setup.openChannel(1);
+  } catch (err) {
+    throw new PerfSetupError(err instanceof Error ? err.message : String(err));
+  }
   let server = setup.server;
-  await setup.openChannel(1);
   try {
     await declare(setup, o, topo);
   } catch (err) {

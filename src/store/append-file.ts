@@ -21,6 +21,8 @@ export class AppendFile {
   size: number;
   /** Written since the last sync started (so the next group commit must fsync this file). */
   dirty = false;
+  /** In the group commit's list of tails for the next write round. */
+  queued = false;
   buf: Buffer = EMPTY;
   /** Bytes of `buf` in use. */
   used = 0;

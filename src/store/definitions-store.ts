@@ -197,6 +197,7 @@ export class DefinitionsStore {
   readonly backupPath: string;
   private readonly tmpPath: string;
   private pending: (() => Definitions) | null = null;
+  private waiting: ((err: Error | null) => void)[] = [];
 
   constructor(
     private readonly dir: string,
@@ -262,18 +263,29 @@ export class DefinitionsStore {
 
   /**
    * Saves at the end of this I/O turn, once for any number of calls (a client declaring a
-   * thousand queues costs one write per turn, not a thousand). snapshot is called then.
+   * thousand queues costs one write per turn, not a thousand). snapshot is called then, and
+   * done (if given) once the file is durable, e.g. to send queue.declare-ok for a durable queue.
    */
-  saveSoon(snapshot: () => Definitions): void {
+  saveSoon(snapshot: () => Definitions, done?: (err: Error | null) => void): void {
     const first = this.pending === null;
     this.pending = snapshot;
+    if (done !== undefined) this.waiting.push(done);
     if (first) setImmediate(() => this.flush());
   }
 
   /** Performs a pending saveSoon now (before shutdown). */
   flush(): void {
     const snapshot = this.pending;
-    if (snapshot !== null) this.save(snapshot());
+    const waiting = this.waiting;
+    this.waiting = [];
+    let error: Error | null = null;
+    try {
+      if (snapshot !== null) this.save(snapshot());
+    } catch (err) {
+      error = err as Error;
+      this.logger.error({ file: this.path, err: String(err) }, `could not save definitions to ${this.path}`);
+    }
+    for (const done of waiting) done(error);
   }
 
   /** Definitions, undefined when the file does not exist, or what is wrong with it. */

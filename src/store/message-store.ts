@@ -6,6 +6,23 @@
 // The per-message calls (publish, ack, delivered) are synchronous and allocate no promise,
 // closure or timer: they append to in-memory buffers that are written once per I/O turn.
 // The only asynchronous edge is afterSync, called at most once per channel per turn.
+//
+// How the broker uses it:
+//   publish   a persistent message (delivery-mode 2) routed to at least one durable queue:
+//             id = store.publish(msg, durableQueueKeys); keep id on the message. Transient
+//             messages and non-durable queues never reach the store.
+//   confirm   a channel in confirm mode that published such a message this turn calls
+//             store.afterSync(cb) once; cb sends basic.ack (multiple) up to the last such
+//             sequence number, or basic.nack when cb gets an error. Confirms of other messages
+//             go out at once, unless an earlier persistent one is still waiting (acks are
+//             cumulative, so they queue behind it).
+//   leave     every way a message leaves a durable queue goes through one place (the queue's
+//             release of an entry): ack, reject/nack without requeue, expiry, dead-lettering,
+//             purge, no-ack delivery -> store.ack(queue, id). Requeue is not a leave.
+//   deliver   store.delivered(queue, id) when handed to a consumer that must ack.
+//   delete    store.deleteQueue(queue) after the definitions no longer list the queue.
+//   restart   store.recover() once before accepting connections; queues not in the
+//             definitions get deleteQueue; messages are read with store.read(id) when needed.
 
 /** One persistent message as the store keeps it. Property bytes are the content header's
  *  property flags and list exactly as received (content header minus its first 12 bytes). */

@@ -42,9 +42,10 @@ export class QueueIndex {
     return true;
   }
 
+  /** Marks id delivered; false when it is not held or was already marked (nothing to record). */
   markDelivered(id: number): boolean {
     const at = this.find(id);
-    if (at < 0) return false;
+    if (at < 0 || this.flags[at] === DELIVERED) return false;
     this.flags[at] = DELIVERED;
     return true;
   }

@@ -181,19 +181,6 @@ export function publishId(b: Buffer, p: number): number {
   return b.readDoubleLE(p + 1);
 }
 
-/** Calls visit for each queue key of a publish record; returns the number of queues. */
-export function publishQueues(b: Buffer, p: number, end: number, visit: (queue: string) => void): number {
-  const nq = b.readUInt16LE(p + 17);
-  let q = p + 19;
-  for (let i = 0; i < nq; i++) {
-    const len = b.readUInt16LE(q);
-    if (q + 2 + len > end) throw new RangeError('queue list overruns record');
-    visit(b.toString('utf8', q + 2, q + 2 + len));
-    q += 2 + len;
-  }
-  return nq;
-}
-
 /** Decodes a whole publish record (from its type byte) into views of `b`. */
 export function decodePublish(b: Buffer, p: number, end: number): ReadMessage {
   const publishedAt = b.readDoubleLE(p + 9);

@@ -41,28 +41,22 @@ export interface SegmentStoreOptions {
   /** Rewrite a non-active segment when its live bytes fall below this fraction. Default 0.5; 0 never. */
   readonly compactBelow?: number;
   readonly logger?: StoreLogger;
+  /** Delay before retrying writes that failed (ENOSPC, EIO). Default 1000 ms. */
+  readonly writeRetryMs?: number;
   /** Called between compaction's durable steps; crash tests kill the process there. */
   readonly onCompactionStep?: (step: CompactionStep) => void;
 }
 
 const SILENT: StoreLogger = { warn() {}, error() {} };
 
-interface WriteRound {
-  /** Writes still in flight, plus one held by startWriteRound until it has started them all. */
-  pending: number;
-  /** commit.appended when the round started: everything up to it is written when it completes. */
-  seq: number;
-  error: Error | null;
-}
-const WRITE_RETRY_MS = 1000;
 
 /**
  * The disk store. Publishes append to the active segment's in-memory tail; acks, delivered
- * marks and deletes are collected per queue and encoded at the end of the turn into the ack
- * file of the segment holding each message. Once per I/O turn every tail is written (one
- * positioned write per file) and a group-commit round is started; segments whose messages are
- * all gone are deleted and one sparse segment may be compacted. See record-format.ts for the
- * bytes and recovery.ts for what a restart does with them.
+ * marks and deletes are collected per queue and encoded, once per turn, into the ack file of
+ * the segment holding each message. GroupCommit writes the tails on the thread pool and
+ * fsyncs them; between its write rounds, segments whose messages are all gone are deleted and
+ * the oldest run of sparse ones is compacted. See record-format.ts for the bytes, recovery.ts
+ * for what a restart does with them, compaction.ts for how files are rewritten safely.
  */
 export class SegmentStore implements MessageStore {
   private readonly dir: string;
@@ -80,20 +74,13 @@ export class SegmentStore implements MessageStore {
   private active: Segment;
   private nextId: number;
   private nextSegmentNo: number;
-  /** Files whose tail holds bytes not yet written. */
-  private tails: AppendFile[] = [];
   private acks = new Map<string, number[]>();
   private deliveries = new Map<string, number[]>();
-  private turnScheduled = false;
   private releasedSinceCompactionCheck = false;
-  private retryTimer: NodeJS.Timeout | null = null;
-  private writeRound: WriteRound | null = null;
-  private writesIdle: (() => void)[] = [];
   private lastError: string | null = null;
   private closed = false;
   /** close() released the files: nothing may touch a descriptor any more. */
   private finished = false;
-  private readonly onTurn = (): void => this.turn();
   private readonly release = (id: number): void => this.table.release(id);
 
   private constructor(options: SegmentStoreOptions) {
@@ -114,7 +101,32 @@ export class SegmentStore implements MessageStore {
     this.nextSegmentNo = state.nextSegmentNo;
     // Truncations and deletions made by recovery must be durable before anything new is.
     fsyncSync(this.dirFd);
-    this.commit = new GroupCommit(this.dirFd);
+    this.commit = new GroupCommit(
+      this.dirFd,
+      {
+        beforeWrite: () => {
+          this.encodeIdBatches(this.acks, RecordType.Ack);
+          this.encodeIdBatches(this.deliveries, RecordType.Delivered);
+        },
+        hasBuffered: () => this.acks.size !== 0 || this.deliveries.size !== 0,
+        betweenWrites: () => {
+          this.dropEmptySegments();
+          if (this.releasedSinceCompactionCheck && this.compactBelow > 0 && !this.closed) this.compactOne();
+        },
+        writeFailed: (err) => {
+          const text = String(err);
+          if (this.lastError !== text) {
+            this.logger.error({ dir: this.dir, err: text }, 'message store write failed; keeping records in memory and retrying');
+          }
+          this.lastError = text;
+        },
+        writeRecovered: () => {
+          this.logger.warn({ dir: this.dir }, 'message store writes succeed again');
+          this.lastError = null;
+        },
+      },
+      options.writeRetryMs ?? 1000,
+    );
     this.active = this.createSegment();
   }
 
@@ -130,15 +142,15 @@ export class SegmentStore implements MessageStore {
     const segment = this.active;
     const file = segment.seg;
     const id = this.nextId;
-    if (file.used === 0) this.tails.push(file);
+    this.commit.touch(file);
     const offset = appendPublish(file, this.keys, id, publishedAt, msg, queues);
     this.nextId = id + 1;
     this.table.added(segment, id, offset, file.end - offset, queues.length);
     this.queues.add(queues, id);
     this.commit.appended++;
     // A burst bigger than the write buffer starts writing before the turn ends.
-    if (file.used >= this.writeBufferSize && this.writeRound === null) this.startWriteRound();
-    this.scheduleTurn();
+    if (file.used >= this.writeBufferSize) this.commit.writeEarly();
+    this.commit.scheduleTurn();
     return id;
   }
 
@@ -151,7 +163,7 @@ export class SegmentStore implements MessageStore {
     this.table.release(id);
     this.releasedSinceCompactionCheck = true;
     this.commit.appended++;
-    this.scheduleTurn();
+    this.commit.scheduleTurn();
   }
 
   delivered(queue: string, id: number): void {
@@ -160,7 +172,7 @@ export class SegmentStore implements MessageStore {
     if (ids === undefined) this.deliveries.set(queue, (ids = []));
     ids.push(id);
     this.commit.appended++;
-    this.scheduleTurn();
+    this.commit.scheduleTurn();
   }
 
   deleteQueue(queue: string): void {
@@ -182,7 +194,7 @@ export class SegmentStore implements MessageStore {
     this.queues.removeQueue(queue, this.release);
     this.releasedSinceCompactionCheck = true;
     this.commit.appended++;
-    this.scheduleTurn();
+    this.commit.scheduleTurn();
   }
 
   afterSync(cb: SyncCallback): void {
@@ -191,7 +203,7 @@ export class SegmentStore implements MessageStore {
       return;
     }
     this.commit.register(cb);
-    this.scheduleTurn();
+    this.commit.scheduleTurn();
   }
 
   read(id: number): ReadMessage {
@@ -262,24 +274,7 @@ export class SegmentStore implements MessageStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
-    // Drain: finish the write round in flight, write what is left, sync it all.
-    for (let attempts = 0; attempts < 3; ) {
-      if (this.writeRound !== null) await new Promise<void>((resolve) => this.writesIdle.push(resolve));
-      else if (this.tails.length !== 0 || this.acks.size !== 0 || this.deliveries.size !== 0) {
-        this.startWriteRound();
-        if (this.writeRound === null) attempts++; // nothing could start: failing writes
-      } else if (this.commit.busy) await this.commit.whenIdle();
-      else {
-        this.commit.kick();
-        if (!this.commit.busy) break;
-      }
-      if (this.lastError !== null) attempts++;
-    }
-    if (this.commit.waiting !== 0) {
-      // Only possible when writes keep failing: say so rather than leave confirms hanging.
-      this.commit.failWaiting(new Error(`message store closed with unwritten records: ${this.lastError ?? 'unknown error'}`));
-    }
+    await this.commit.drain();
     for (const s of this.table.segments) {
       s.seg.close();
       s.ack?.close();
@@ -290,82 +285,6 @@ export class SegmentStore implements MessageStore {
   }
 
   // -------------------------------------------------------------------------------------
-
-  private scheduleTurn(): void {
-    if (this.turnScheduled) return;
-    this.turnScheduled = true;
-    setImmediate(this.onTurn);
-  }
-
-  /** End of an I/O turn: write what the turn appended (unless a write round is still running). */
-  private turn(): void {
-    this.turnScheduled = false;
-    if (this.finished || this.closed || this.writeRound !== null) return;
-    this.startWriteRound();
-  }
-
-  /**
-   * One write round: encodes pending acks, then hands every tail to the thread pool. Rounds do
-   * not overlap, so when one completes everything appended before it started is in the files;
-   * the sync round that follows may run while the next write round fills the page cache.
-   */
-  private startWriteRound(): void {
-    this.encodeIdBatches(this.acks, RecordType.Ack);
-    this.encodeIdBatches(this.deliveries, RecordType.Delivered);
-    const round: WriteRound = { pending: 1, seq: this.commit.appended, error: null };
-    this.writeRound = round;
-    const files = this.tails;
-    this.tails = [];
-    for (const file of files) {
-      if (file.startWrite((err) => this.fileWritten(round, file, err))) round.pending++;
-      else if (file.used !== 0) this.tails.push(file); // cannot happen between rounds; keep it safe
-    }
-    this.fileWritten(round, null, null);
-  }
-
-  private fileWritten(round: WriteRound, file: AppendFile | null, err: Error | null): void {
-    if (file !== null) {
-      if (err !== null) {
-        round.error ??= err;
-        if (!this.tails.includes(file)) this.tails.push(file);
-      }
-      this.commit.fileWritten(file);
-    }
-    if (--round.pending !== 0) return;
-    this.writeRound = null;
-    if (round.error !== null) this.writeFailed(round.error);
-    else {
-      if (this.lastError !== null) {
-        this.logger.warn({ dir: this.dir }, 'message store writes succeed again');
-        this.lastError = null;
-      }
-      this.commit.allWritten(round.seq);
-      // Between write rounds no descriptor is busy: the moment to delete and compact.
-      this.dropEmptySegments();
-      if (this.releasedSinceCompactionCheck && this.compactBelow > 0 && !this.closed) this.compactOne();
-    }
-    this.commit.kick();
-    const idle = this.writesIdle;
-    this.writesIdle = [];
-    for (const f of idle) f();
-    // Appends made while the round ran found their turn returning early: write them now.
-    const more = this.tails.length !== 0 || this.acks.size !== 0 || this.deliveries.size !== 0;
-    if (round.error === null && more && !this.closed) this.scheduleTurn();
-  }
-
-  /** Keeps the records in memory, logs once per distinct error, and retries on a timer. */
-  private writeFailed(err: Error): void {
-    const text = String(err);
-    if (this.lastError !== text) this.logger.error({ dir: this.dir, err: text }, 'message store write failed; keeping records in memory and retrying');
-    this.lastError = text;
-    if (this.retryTimer === null && !this.closed) {
-      this.retryTimer = setTimeout(() => {
-        this.retryTimer = null;
-        this.turn();
-      }, WRITE_RETRY_MS);
-      this.retryTimer.unref();
-    }
-  }
 
   /** Encodes per-queue id lists into the ack files of the segments holding those ids. */
   private encodeIdBatches(batches: Map<string, number[]>, type: RecordType.Ack | RecordType.Delivered): void {
@@ -399,12 +318,12 @@ export class SegmentStore implements MessageStore {
     let file = segment.ack;
     if (file === null) {
       file = new AppendFile(segment.ackPath, openSync(segment.ackPath, 'w+'), 0, 64 * 1024);
+      this.commit.touch(file);
       writeFileHeader(file, ACK_MAGIC, segment.firstId);
       segment.ack = file;
       this.commit.directoryChanged();
-      this.tails.push(file);
-    } else if (file.used === 0) {
-      this.tails.push(file);
+    } else {
+      this.commit.touch(file);
     }
     return file;
   }
@@ -414,8 +333,8 @@ export class SegmentStore implements MessageStore {
     const segment = new Segment(this.dir, no, this.nextId, new AppendFile('', -1, 0, 0));
     const fd = openSync(segment.segPath, 'wx+');
     segment.seg = new AppendFile(segment.segPath, fd, 0, Math.min(this.writeBufferSize, 1024 * 1024));
+    this.commit.touch(segment.seg);
     writeFileHeader(segment.seg, SEGMENT_MAGIC, segment.firstId, no);
-    this.tails.push(segment.seg);
     this.table.add(segment);
     this.commit.directoryChanged();
     return segment;
@@ -426,7 +345,7 @@ export class SegmentStore implements MessageStore {
     old.seg.seal();
     this.active = this.createSegment();
     if (old.live === 0) this.table.emptied.push(old);
-    this.scheduleTurn();
+    this.commit.scheduleTurn();
   }
 
   private dropEmptySegments(): void {
@@ -439,7 +358,6 @@ export class SegmentStore implements MessageStore {
       unlinkSync(segment.segPath);
       if (segment.ack !== null) unlinkSync(segment.ackPath);
       this.table.remove(segment);
-      this.tails = this.tails.filter((f) => f !== segment.seg && f !== segment.ack);
       this.commit.closeWhenIdle(segment.seg);
       if (segment.ack !== null) this.commit.closeWhenIdle(segment.ack);
       this.commit.directoryChanged();
@@ -455,6 +373,6 @@ export class SegmentStore implements MessageStore {
     compactRun({ table, keys, commit, dirFd, logger, onStep }, run);
     // More to do elsewhere? Look again next turn.
     this.releasedSinceCompactionCheck = true;
-    this.scheduleTurn();
+    this.commit.scheduleTurn();
   }
 }

@@ -97,14 +97,23 @@ describe('DefinitionsStore', () => {
     const dir = tempDir(t, 'defs');
     const store = new DefinitionsStore(dir);
     let snapshots = 0;
+    let durable = 0;
     for (let i = 1; i <= 100; i++) {
-      store.saveSoon(() => {
-        snapshots++;
-        return sample(i);
-      });
+      store.saveSoon(
+        () => {
+          snapshots++;
+          return sample(i);
+        },
+        (err) => {
+          assert.equal(err, null);
+          durable++;
+        },
+      );
     }
+    assert.equal(durable, 0);
     await new Promise((r) => setImmediate(r));
     assert.equal(snapshots, 1);
+    assert.equal(durable, 100);
     assert.deepEqual(store.load(), sample(100));
   });
 });

@@ -1,5 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import fs = require('node:fs');
 import { closeSync, openSync, readdirSync, readSync, statSync, truncateSync, writeFileSync, writeSync, cpSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { MessageStore } from '../../src/store/message-store';
@@ -239,24 +240,94 @@ describe('SegmentStore: group commit', () => {
     await s.close();
   });
 
-  it('does not run a callback before the records appended ahead of it are synced', async (t) => {
-    const dir = tempDir(t, 'gc3');
-    const s = SegmentStore.open({ dir });
-    const id = s.publish(message(1), [Q]);
-    await new Promise<void>((resolve) =>
-      s.afterSync(() => {
-        // The record is in the file by now (written before the fsync that released us).
-        const [seg] = segFiles(dir);
-        const fd = openSync(seg!, 'r');
-        const buf = Buffer.alloc(statSync(seg!).size);
-        readSync(fd, buf, 0, buf.length, 0);
-        closeSync(fd);
-        assert.ok(buf.length > 1024, 'record written');
-        resolve();
-      }),
-    );
-    assert.ok(id > 0);
+  it('confirms a record only after an fdatasync that started once it was in the file', async (t) => {
+    // Spy on fdatasync: remember, per fd, the file size when each call started, and count
+    // only calls that have completed. A confirm is legal when such a size covers the record.
+    const synced = new Map<number, number>();
+    const original = fs.fdatasync;
+    const spy = (fd: number, cb: (err: NodeJS.ErrnoException | null) => void): void => {
+      const size = fs.fstatSync(fd).size;
+      original(fd, (err) => {
+        if (err === null) synced.set(fd, Math.max(synced.get(fd) ?? 0, size));
+        cb(err);
+      });
+    };
+    (fs as { fdatasync: unknown }).fdatasync = spy;
+    t.after(() => {
+      (fs as { fdatasync: unknown }).fdatasync = original;
+    });
+    const s = SegmentStore.open({ dir: tempDir(t, 'gc3'), segmentSize: 32 * 1024 });
+    type Internals = { table: { segmentOf(id: number): { seg: { fd: number } }; index: { offset(id: number): number; length(id: number): number } } };
+    const table = (s as unknown as Internals).table;
+    let checked = 0;
+    const early: number[] = [];
+    const pending: Promise<void>[] = [];
+    for (let turn = 0; turn < 100; turn++) {
+      const ids = Array.from({ length: 7 }, (_, i) => s.publish(message(i, 900), [Q]));
+      pending.push(
+        new Promise<void>((resolve) =>
+          s.afterSync(() => {
+            for (const id of ids) {
+              const fd = table.segmentOf(id).seg.fd;
+              const end = table.index.offset(id) + table.index.length(id);
+              if ((synced.get(fd) ?? 0) < end) early.push(id);
+              checked++;
+            }
+            resolve();
+          }),
+        ),
+      );
+      if (turn % 3 === 0) await nextTurn();
+    }
+    await Promise.all(pending);
+    assert.deepEqual(early, [], 'messages confirmed before their bytes were synced');
+    assert.equal(checked, 700);
     await s.close();
+  });
+});
+
+describe('SegmentStore: a full disk', () => {
+  it('holds confirms while writes fail, loses nothing, and recovers when space returns', async (t) => {
+    const original = fs.write;
+    let failing = true;
+    let partialDone = false;
+    // The first write lands half its bytes, then every write fails with ENOSPC until space returns.
+    const faulty = (fd: number, buf: Buffer, off: number, len: number, pos: number, cb: (e: NodeJS.ErrnoException | null, n: number) => void): void => {
+      if (!failing) return original(fd, buf, off, len, pos, cb);
+      if (!partialDone && len > 100) {
+        partialDone = true;
+        return original(fd, buf, off, len >> 1, pos, cb);
+      }
+      const err: NodeJS.ErrnoException = new Error('ENOSPC: no space left on device, write');
+      err.code = 'ENOSPC';
+      setImmediate(() => cb(err, 0));
+    };
+    const dir = tempDir(t, 'enospc');
+    const logger = new CapturingLogger();
+    const s = SegmentStore.open({ dir, logger, writeRetryMs: 20 });
+    await synced(s);
+    (fs as { write: unknown }).write = faulty;
+    t.after(() => {
+      (fs as { write: unknown }).write = original;
+    });
+    const ids = Array.from({ length: 50 }, (_, i) => s.publish(message(i, 2000), [Q]));
+    let confirmed = false;
+    const confirm = synced(s).then(() => {
+      confirmed = true;
+    });
+    await new Promise((r) => setTimeout(r, 150));
+    assert.equal(confirmed, false, 'no confirm while the disk is full');
+    assert.match(s.stats().lastError ?? '', /ENOSPC/);
+    assert.match(logger.text(), /message store write failed; keeping records in memory and retrying/);
+    assert.equal(checkBody(s.read(ids[49]!).body), 49, 'unwritten messages are still readable');
+    failing = false;
+    await confirm;
+    assert.equal(s.stats().lastError, null);
+    await s.close();
+    const s2 = SegmentStore.open({ dir, logger: new CapturingLogger() });
+    assert.deepEqual(recoveredIds(s2, Q), ids);
+    for (const id of ids) checkBody(s2.read(id).body);
+    await s2.close();
   });
 });
 

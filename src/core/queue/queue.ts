@@ -39,6 +39,8 @@ export const enum EnqueueOutcome {
  */
 export const FLOW_HIGH_WATER = 20_000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Ready messages per durable queue kept with their bytes in memory; beyond this they are paged out. */
+const PAGE_OUT_AFTER = 2000;
 const FLOW_LOW_WATER = FLOW_HIGH_WATER / 2;
 
 export interface FlowWaiter {
@@ -201,6 +203,8 @@ export class Queue {
     this.ready.push(entry);
     this.readyCount++;
     this.readyBytes += msg.bodySize;
+    // A long durable backlog keeps only small records in memory: bytes are read back on delivery.
+    if (this.readyCount > PAGE_OUT_AFTER && msg.pageable && this.store !== null) msg.pageOut(this.store);
     if (expiresAt !== 0) this.trackExpiry(entry);
     if (s.maxLength !== undefined || s.maxLengthBytes !== undefined) this.enforceLimits();
     if (this.consumers.length !== 0) {
@@ -380,6 +384,8 @@ export class Queue {
         continue;
       }
       e.state = EntryState.Unacked;
+      // Read paged-out bytes now: a no-ack delivery releases the message in the store at once.
+      e.msg.load();
       return e;
     }
   }

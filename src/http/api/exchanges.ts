@@ -1,0 +1,119 @@
+import type { Exchange } from '../../core/exchanges/exchange';
+import { Message } from '../../core/message';
+import type { VHost } from '../../core/vhost';
+import { accessFor, allow, vhostFor, visibleVhosts } from '../auth';
+import { amqp, badRequest, notFound } from '../errors';
+import { created, Handler, NO_CONTENT, ok, RequestContext } from '../context';
+import { parseListQuery, renderList, renderOne } from '../listing';
+import type { Router } from '../router';
+import { argumentsTable, encodeJsonProperties } from '../views/json';
+import { bindingView, exchangeDetailView, exchangeView } from '../views/exchange';
+import { checkName } from './queues';
+
+/** In URLs the default exchange is called amq.default, as in RabbitMQ. */
+export function exchangeName(pathName: string): string {
+  return pathName === 'amq.default' ? '' : pathName;
+}
+
+export function exchangeIn(v: VHost, pathName: string): Exchange {
+  const x = v.exchanges.get(exchangeName(pathName));
+  if (x === undefined) throw notFound();
+  return x;
+}
+
+function listExchanges(ctx: RequestContext, vhosts: VHost[]): unknown {
+  const views = [];
+  for (const v of vhosts) for (const x of v.exchanges.values()) views.push(exchangeView(ctx.m, x));
+  return renderList(views, parseListQuery(ctx.query));
+}
+
+const list: Handler = (ctx) => ok(listExchanges(ctx, visibleVhosts(ctx)));
+const listVhost: Handler = (ctx) => ok(listExchanges(ctx, [vhostFor(ctx)]));
+
+const show: Handler = (ctx) => {
+  const x = exchangeIn(vhostFor(ctx), ctx.params.name ?? '');
+  return ok(renderOne(exchangeDetailView(ctx.m, x), parseListQuery(ctx.query)));
+};
+
+const declare: Handler = (ctx) => {
+  const v = vhostFor(ctx);
+  const name = exchangeName(ctx.params.name ?? '');
+  checkName('exchange', name);
+  const b = ctx.body.require('type');
+  const type = b.str('type', '');
+  const durable = b.bool('durable', false);
+  const autoDelete = b.bool('auto_delete', false);
+  const internal = b.bool('internal', false);
+  const args = argumentsTable(b.object('arguments'));
+  allow(accessFor(ctx, v.name).check('configure', 'exchange', name));
+  const existed = v.exchanges.has(name);
+  amqp(() => v.declareExchange({ name, type, passive: false, durable, autoDelete, internal, arguments: args }));
+  return existed ? NO_CONTENT : created();
+};
+
+const remove: Handler = (ctx) => {
+  const v = vhostFor(ctx);
+  const x = exchangeIn(v, ctx.params.name ?? '');
+  allow(accessFor(ctx, v.name).check('configure', 'exchange', x.name));
+  amqp(() => v.deleteExchange(x.name, ctx.query.get('if-unused') === 'true'));
+  return NO_CONTENT;
+};
+
+const bindingsSource: Handler = (ctx) => {
+  const x = exchangeIn(vhostFor(ctx), ctx.params.name ?? '');
+  return ok(renderList(x.bindings.map(bindingView) as unknown as Record<string, unknown>[], parseListQuery(ctx.query), []));
+};
+
+const bindingsDestination: Handler = (ctx) => {
+  const v = vhostFor(ctx);
+  const x = exchangeIn(v, ctx.params.name ?? '');
+  return ok(renderList(v.bindingsToDestination(x).map(bindingView) as unknown as Record<string, unknown>[], parseListQuery(ctx.query), []));
+};
+
+/**
+ * POST /publish: one message through the same VHost.publish AMQP uses. The answer says
+ * whether any queue took it, as RabbitMQ's {"routed": bool}.
+ */
+const publish: Handler = (ctx) => {
+  const v = vhostFor(ctx);
+  const name = exchangeName(ctx.params.name ?? '');
+  const b = ctx.body.require('properties', 'routing_key', 'payload', 'payload_encoding');
+  const routingKey = b.str('routing_key', '');
+  const payload = b.str('payload', '');
+  const encoding = b.str('payload_encoding', 'string');
+  const props = b.object('properties') ?? {};
+  let body: Buffer;
+  if (encoding === 'string') body = Buffer.from(payload, 'utf8');
+  else if (encoding === 'base64') {
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(payload.replace(/\s/g, '')) || payload.replace(/\s/g, '').length % 4 === 1) {
+      throw badRequest(['not_base64', payload]);
+    }
+    body = Buffer.from(payload, 'base64');
+  } else throw badRequest(['unknown_encoding', encoding]);
+  const { raw, props: decoded } = encodeJsonProperties(props);
+  const x = v.exchanges.get(name);
+  if (x === undefined) throw badRequest(`404 NOT_FOUND - no exchange '${name}' in vhost '${v.name}'`);
+  const access = accessFor(ctx, v.name);
+  allow(access.check('write', 'exchange', name));
+  if (x.type === 'topic') allow(access.checkTopic('write', name, routingKey));
+  if (x.internal) throw badRequest(`403 ACCESS_REFUSED - cannot publish to internal exchange '${name}' in vhost '${v.name}'`);
+  if (decoded.userId !== undefined && decoded.userId !== ctx.user.name) {
+    throw badRequest(`406 PRECONDITION_FAILED - user_id property set to '${decoded.userId}' but authenticated user was '${ctx.user.name}'`);
+  }
+  const msg = new Message(name, routingKey, raw, body);
+  if (decoded.expiration !== undefined) msg.ttl = Number(decoded.expiration);
+  const routed = amqp(() => v.publish(x, msg));
+  ctx.m.stats.direct.publish++;
+  return ok({ routed: routed > 0 });
+};
+
+export function registerExchanges(r: Router<Handler>): void {
+  r.get('/api/exchanges', list)
+    .get('/api/exchanges/:vhost', listVhost)
+    .get('/api/exchanges/:vhost/:name', show)
+    .put('/api/exchanges/:vhost/:name', declare)
+    .delete('/api/exchanges/:vhost/:name', remove)
+    .get('/api/exchanges/:vhost/:name/bindings/source', bindingsSource)
+    .get('/api/exchanges/:vhost/:name/bindings/destination', bindingsDestination)
+    .post('/api/exchanges/:vhost/:name/publish', publish);
+}
