@@ -16,6 +16,8 @@ import { DefinitionsStore } from './store/definitions-store';
 import { DurableMetadata } from './metadata';
 import { restoreMessages } from './recovery';
 import { startManagement, type ManagementHandle } from './http';
+import { createServer as createTlsServer } from 'node:tls';
+import { tlsServerOptions } from './transport/tls';
 
 export interface BrokerHandle {
   readonly host: string;
@@ -25,6 +27,8 @@ export interface BrokerHandle {
   readonly broker: Broker;
   /** The management HTTP port, or null when management is disabled (managementPort -1). */
   readonly managementPort: number | null;
+  /** The AMQPS port, or null when TLS is off (tlsPort -1). */
+  readonly tlsPort: number | null;
   close(): Promise<void>;
 }
 
@@ -57,6 +61,8 @@ export class Broker implements BrokerContext {
   private metadataTimer: NodeJS.Timeout | null = null;
   private server: Server | null = null;
   private management: ManagementHandle | null = null;
+  private tlsServer: Server | null = null;
+  private tlsBoundPort: number | null = null;
 
   constructor(
     readonly config: Config,
@@ -101,6 +107,11 @@ export class Broker implements BrokerContext {
     this.metadata?.saveIfChanged();
   }
 
+  /** The AMQPS port once listen() started it; null when TLS is off. */
+  get tlsPort(): number | null {
+    return this.tlsBoundPort;
+  }
+
   /** The port management listens on, once listen() started it; null when disabled. */
   get managementPort(): number | null {
     return this.management?.port ?? null;
@@ -137,20 +148,34 @@ export class Broker implements BrokerContext {
     }
     const addr = server.address();
     if (addr === null || typeof addr === 'string') throw new Error('listener has no TCP address');
-    if (this.config.managementPort >= 0) {
-      try {
+    const listeners: Array<{ ip: string; port: number; protocol: 'amqp' | 'amqps' }> = [{ ip: addr.address, port: addr.port, protocol: 'amqp' }];
+    try {
+      if (this.config.tlsPort >= 0) {
+        // AMQPS: the same connections over TLS; the handshake timer starts once TLS is up.
+        const tlsServer = createTlsServer(tlsServerOptions(this.config), (socket) => this.accept(socket));
+        tlsServer.on('tlsClientError', (err) => this.logger.info({ err: err.message }, 'TLS handshake failed'));
+        this.tlsServer = tlsServer;
+        this.tlsBoundPort = await listenOn(tlsServer, this.config.tlsPort, this.config.bind);
+        listeners.push({ ip: addr.address, port: this.tlsBoundPort, protocol: 'amqps' });
+      }
+      if (this.config.managementPort >= 0) {
         this.management = await startManagement(this, {
           port: this.config.managementPort,
           bind: this.config.bind,
-          amqp: { ip: addr.address, port: addr.port },
+          listeners,
+          tls: this.config.managementTls ? tlsServerOptions(this.config) : undefined,
         });
-      } catch (err) {
-        // Fail as a whole (e.g. the management port is taken): no AMQP listener left behind.
-        this.server = null;
-        this.alarms.stop();
-        await new Promise<void>((r) => server.close(() => r()));
-        throw err;
       }
+    } catch (err) {
+      // Fail as a whole (e.g. the management port is taken): no listener left behind.
+      this.server = null;
+      this.alarms.stop();
+      if (this.metadataTimer !== null) clearInterval(this.metadataTimer);
+      await new Promise<void>((r) => server.close(() => r()));
+      const tls = this.tlsServer;
+      this.tlsServer = null;
+      if (tls !== null) await new Promise<void>((r) => tls.close(() => r()));
+      throw err;
     }
     return { host: addr.address, port: addr.port };
   }
@@ -170,11 +195,15 @@ export class Broker implements BrokerContext {
     this.management = null;
     const managementClosed = management === null ? Promise.resolve() : management.close();
     const closed = server === null ? Promise.resolve() : new Promise<void>((r) => server.close(() => r()));
+    const tls = this.tlsServer;
+    this.tlsServer = null;
+    const tlsClosed = tls === null ? Promise.resolve() : new Promise<void>((r) => tls.close(() => r()));
     for (const c of [...this.connections]) c.close('CONNECTION_FORCED', 'broker forced connection closure with reason \'shutdown\'');
     const deadline = setTimeout(() => {
       for (const c of this.connections) c.destroy();
     }, 2000);
     await closed;
+    await tlsClosed;
     await managementClosed;
     clearTimeout(deadline);
     if (this.metadataTimer !== null) clearInterval(this.metadataTimer);
@@ -196,6 +225,21 @@ export async function startBroker(options: Partial<Config> & { logger?: Logger }
     url: `amqp://${encodeURIComponent(config.defaultUser)}:${encodeURIComponent(config.defaultPass)}@${urlHost}:${port}`,
     broker,
     managementPort: broker.managementPort,
+    tlsPort: broker.tlsPort,
     close: () => broker.close(),
   };
+}
+
+/** Listens and resolves with the bound port ('' binds every interface). */
+function listenOn(server: Server, port: number, bind: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    const done = (): void => {
+      server.off('error', reject);
+      const a = server.address();
+      resolve(a !== null && typeof a !== 'string' ? a.port : port);
+    };
+    if (bind === '') server.listen(port, done);
+    else server.listen(port, bind, done);
+  });
 }

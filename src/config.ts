@@ -44,6 +44,15 @@ export interface Config {
   memoryHighWatermark: number;
   /** Disk alarm: bytes of free space under which publishers are blocked (RabbitMQ's 50 MB). */
   diskFreeLimit: number;
+  /** AMQPS (AMQP over TLS) listener port, RabbitMQ's 5671 by convention; -1 disables it. */
+  tlsPort: number;
+  /** PEM certificate chain and private key for AMQPS and, with managementTls, HTTPS. */
+  tlsCertFile: string | null;
+  tlsKeyFile: string | null;
+  /** PEM CA bundle; when set, TLS clients must present a certificate it signed (verify_peer + fail_if_no_peer_cert). */
+  tlsCaFile: string | null;
+  /** Serve the management API, UI and metrics over HTTPS with the TLS certificate. */
+  managementTls: boolean;
 }
 
 export type ConsumerTimeoutAction = 'cancel-consumer' | 'close-channel';
@@ -69,6 +78,11 @@ export function defaultConfig(): Config {
     consumerTimeoutAction: 'cancel-consumer',
     memoryHighWatermark: 0.4,
     diskFreeLimit: 50_000_000,
+    tlsPort: -1,
+    tlsCertFile: null,
+    tlsKeyFile: null,
+    tlsCaFile: null,
+    managementTls: false,
   };
 }
 
@@ -231,6 +245,23 @@ function integer(min: number, max: number): ValueType<number> {
   };
 }
 
+/** A port, or -1 for "off". */
+const optionalPort: ValueType<number> = {
+  fromText: (raw) => (raw === '-1' ? { value: -1 } : integer(0, 65535).fromText(raw)),
+  fromJson: (value) => (value === -1 ? { value: -1 } : integer(0, 65535).fromJson(value)),
+};
+
+/** A file path, or null (in the file) for none. */
+const optionalFile: ValueType<string | null> = {
+  fromText: (raw) => (raw !== '' ? { value: raw } : { expected: 'a file path' }),
+  fromJson: (value) => (value === null || (typeof value === 'string' && value !== '') ? { value } : { expected: 'a file path or null' }),
+};
+
+const booleanValue: ValueType<boolean> = {
+  fromText: (raw) => (raw === 'true' ? { value: true } : raw === 'false' ? { value: false } : { expected: 'true or false' }),
+  fromJson: (value) => (typeof value === 'boolean' ? { value } : { expected: 'true or false' }),
+};
+
 const positiveNumber: ValueType<number> = {
   fromText: (raw) => (/^[0-9]+(\.[0-9]+)?$/.test(raw) && Number(raw) > 0 ? { value: Number(raw) } : { expected: 'a positive number' }),
   fromJson: (v) => (typeof v === 'number' && v > 0 && Number.isFinite(v) ? { value: v } : { expected: 'a positive number' }),
@@ -302,6 +333,11 @@ const SETTINGS: readonly Setting[] = [
   { key: 'diskFreeLimit', flag: '--disk-free-limit', arg: '<bytes>', env: 'WARREN_DISK_FREE_LIMIT', description: 'block publishers when free disk falls below this many bytes; 0 disables', type: integer(0, Number.MAX_SAFE_INTEGER) },
   { key: 'consumerTimeout', flag: '--consumer-timeout', arg: '<ms>', env: 'WARREN_CONSUMER_TIMEOUT', description: 'ms a delivery may stay unacknowledged before the consumer timeout acts; 0 disables', type: integer(0, 2 ** 31 - 1) },
   { key: 'consumerTimeoutAction', flag: '--consumer-timeout-action', arg: '<action>', env: 'WARREN_CONSUMER_TIMEOUT_ACTION', description: "cancel-consumer (cancel only the stuck consumer, requeue its messages) or close-channel (RabbitMQ's 406)", type: oneOfText(['cancel-consumer', 'close-channel'] as const) },
+  { key: 'tlsPort', flag: '--tls-port', arg: '<port>', env: 'WARREN_TLS_PORT', description: 'AMQPS listener port (usually 5671); -1 disables', type: optionalPort },
+  { key: 'tlsCertFile', flag: '--tls-cert', arg: '<file>', env: 'WARREN_TLS_CERT', description: 'PEM certificate (chain) for AMQPS and HTTPS', type: optionalFile },
+  { key: 'tlsKeyFile', flag: '--tls-key', arg: '<file>', env: 'WARREN_TLS_KEY', description: 'PEM private key for the certificate', type: optionalFile },
+  { key: 'tlsCaFile', flag: '--tls-ca', arg: '<file>', env: 'WARREN_TLS_CA', description: 'PEM CA bundle; clients must then present a certificate it signed', type: optionalFile },
+  { key: 'managementTls', flag: '--management-tls', arg: '<true|false>', env: 'WARREN_MANAGEMENT_TLS', description: 'serve the management API over HTTPS', type: booleanValue },
 ] satisfies { [K in keyof Config]: Setting<K> }[keyof Config][];
 
 function buildProgram(version: string): Command {

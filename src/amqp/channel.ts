@@ -215,6 +215,10 @@ export class Channel {
     if (exchange === undefined) throw vhost.noExchange(p.exchange).at(60, 40);
     const denied = this.session.access.check('write', 'exchange', p.exchange);
     if (denied !== undefined) throw new AmqpError('ACCESS_REFUSED', denied, 60, 40);
+    if (exchange.type === 'topic') {
+      const topicDenied = this.session.access.checkTopic('write', p.exchange, p.routingKey);
+      if (topicDenied !== undefined) throw new AmqpError('ACCESS_REFUSED', topicDenied, 60, 40);
+    }
     if (exchange.internal) {
       throw new AmqpError('ACCESS_REFUSED', `cannot publish to internal exchange '${p.exchange}' in vhost '${vhost.name}'`, 60, 40);
     }

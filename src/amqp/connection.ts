@@ -102,6 +102,15 @@ export class Connection implements FrameSink {
     return this.channelMax;
   }
 
+  /** TLS details when the client came in over AMQPS; null over plain TCP. */
+  get tlsInfo(): { protocol: string | null; cipher: string; peerSubject: string | null } | null {
+    const s = this.socket as Socket & Partial<import('node:tls').TLSSocket>;
+    if (s.encrypted !== true || s.getCipher === undefined) return null;
+    const peer = s.getPeerCertificate?.();
+    const subject = peer !== undefined && peer.subject !== undefined ? Object.entries(peer.subject).map(([k, v]) => `${k}=${String(v)}`).join(',') : null;
+    return { protocol: s.getProtocol?.() ?? null, cipher: s.getCipher().name, peerSubject: subject };
+  }
+
   /** Deliveries may go out only while the socket keeps up. */
   canSend(): boolean {
     if (this.socketBlocked || this.writer.pendingBytes > OUTPUT_HIGH_WATER || this.state !== 'opened') {
@@ -316,7 +325,7 @@ export class Connection implements FrameSink {
       throw new AmqpError('NOT_ALLOWED', `access to vhost '${vhostName}' refused for user '${this.user!.name}'`, 10, 40);
     }
     this.vhost = vhost;
-    this.access = new AccessContext(this.user!, vhostName, perm);
+    this.access = new AccessContext(this.user!, vhostName, perm, this.broker.users);
     if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
     this.handshakeTimer = null;
     this.state = 'opened';

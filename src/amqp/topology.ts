@@ -99,6 +99,7 @@ export function handleTopologyMethod(ch: Channel, m: Method): boolean {
       const exchange = vhost.exchange(m.exchange);
       deny(access.check('write', 'queue', queue.name));
       deny(access.check('read', 'exchange', exchange.name));
+      if (bind && exchange.type === 'topic') deny(access.checkTopic('read', exchange.name, routingKey));
       bindOrUnbind(ch, bind, exchange.name, queue, routingKey, m.arguments);
       if (!noWait) conn.sendMethod(ch.id, { key: m.key === M.QueueBind ? M.QueueBindOk : M.QueueUnbindOk });
       return true;

@@ -68,6 +68,8 @@ export class UserStore {
   readonly permissions = new Map<string, Map<string, Permission>>();
   /** vhost → user → exchange → topic permission */
   private readonly topicPermissions = new Map<string, Map<string, Map<string, TopicPermission>>>();
+  /** How many topic permissions exist; while 0, topic checks cost nothing on the publish path. */
+  topicPermissionCount = 0;
   generation = 0;
 
   addUser(name: string, password: string, tags: string[] = []): User {
@@ -96,7 +98,7 @@ export class UserStore {
     if (!this.users.delete(name)) return false;
     for (const byUser of this.permissions.values()) byUser.delete(name);
     for (const byUser of this.topicPermissions.values()) byUser.delete(name);
-    this.generation++;
+    this.countTopicPermissions();
     return true;
   }
 
@@ -159,7 +161,7 @@ export class UserStore {
     let byExchange = byUser.get(user);
     if (byExchange === undefined) byUser.set(user, (byExchange = new Map()));
     byExchange.set(exchange, { exchange, write, read });
-    this.generation++;
+    this.countTopicPermissions();
   }
 
   /** Clears one exchange's topic permission, or all of the user's in the vhost. */
@@ -173,7 +175,7 @@ export class UserStore {
       removed = byExchange.delete(exchange);
       if (byExchange.size === 0) byUser.delete(user);
     }
-    if (removed) this.generation++;
+    if (removed) this.countTopicPermissions();
     return removed;
   }
 
@@ -197,6 +199,13 @@ export class UserStore {
   forgetVhost(vhost: string): void {
     this.permissions.delete(vhost);
     this.topicPermissions.delete(vhost);
+    this.countTopicPermissions();
+  }
+
+  private countTopicPermissions(): void {
+    let n = 0;
+    for (const byUser of this.topicPermissions.values()) for (const byExchange of byUser.values()) n += byExchange.size;
+    this.topicPermissionCount = n;
     this.generation++;
   }
 }
@@ -252,7 +261,7 @@ export class AccessContext {
    * for the exchange means allowed, as in RabbitMQ.
    */
   checkTopic(kind: 'write' | 'read', exchange: string, routingKey: string): string | undefined {
-    if (this.store === undefined) return undefined;
+    if (this.store === undefined || this.store.topicPermissionCount === 0) return undefined;
     const t = this.store.topicPermission(this.vhost, this.user.name, exchange);
     if (t === undefined) return undefined;
     const re = compilePattern(expandTopicVariables(t[kind], this.user.name, this.vhost));

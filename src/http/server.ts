@@ -1,6 +1,6 @@
 import { createServer as createHttpServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { readFileSync } from 'node:fs';
+import type { TlsOptions } from 'node:tls';
 import { BrokerStats } from '../observability/broker-stats';
 import { METRICS_CONTENT_TYPE, renderMetrics } from '../observability/metrics';
 import { registerBindings } from './api/bindings';
@@ -25,10 +25,10 @@ export interface ManagementOptions {
   port: number;
   /** Interface to listen on; '' means all interfaces. */
   bind: string;
-  /** PEM files: when given, the API and UI are served over HTTPS. */
-  tls?: { certFile: string; keyFile: string };
-  /** Where the AMQP listener is, for /api/overview's listeners and the port health check. */
-  amqp?: { ip: string; port: number; protocol?: 'amqp' | 'amqps' };
+  /** TLS server options (certificate, key, CA): when given, the API and UI are served over HTTPS. */
+  tls?: TlsOptions;
+  /** The broker's AMQP listeners, for /api/overview's listeners and the port health checks. */
+  listeners?: Array<{ ip: string; port: number; protocol: 'amqp' | 'amqps' }>;
 }
 
 export interface ManagementHandle {
@@ -69,7 +69,7 @@ export async function startManagement(broker: ManagedBroker, options: Management
   const server: Server =
     options.tls === undefined
       ? createHttpServer(onRequest)
-      : createHttpsServer({ cert: readFileSync(options.tls.certFile), key: readFileSync(options.tls.keyFile) }, onRequest);
+      : createHttpsServer(options.tls, onRequest);
   // Keep-alive sockets must not hold close() up.
   server.keepAliveTimeout = 5000;
   await new Promise<void>((resolve, reject) => {
@@ -84,7 +84,7 @@ export async function startManagement(broker: ManagedBroker, options: Management
   server.on('error', (err) => broker.logger.error({ err: err.message }, 'management listener error'));
   const addr = server.address();
   if (addr === null || typeof addr === 'string') throw new Error('management listener has no TCP address');
-  if (options.amqp !== undefined) management.listeners.push({ protocol: options.amqp.protocol ?? 'amqp', ip: options.amqp.ip, port: options.amqp.port });
+  for (const l of options.listeners ?? []) management.listeners.push({ protocol: l.protocol, ip: l.ip, port: l.port });
   management.listeners.push({ protocol: options.tls === undefined ? 'http' : 'https', ip: addr.address, port: addr.port });
   stats.start();
   broker.logger.info({ port: addr.port }, `management API listening on ${options.tls === undefined ? 'http' : 'https'}://${options.bind === '' ? '0.0.0.0' : options.bind}:${addr.port}`);

@@ -43,12 +43,17 @@ export class BrokerStats {
   private readonly exchanges = new WeakMap<Exchange, CounterSeries>();
   private readonly channels = new WeakMap<Channel, CounterSeries>();
   private readonly conns = new WeakMap<Connection, CounterSeries>();
-  private readonly channelTotals = new RetiringTotals<Channel>(3);
-  private readonly queueTotals = new RetiringTotals<Queue>(1);
+  /**
+   * Broker-wide totals come from exchanges (publish_in of the exchange a message was sent to)
+   * and queues (deliveries, acks, redeliveries): they outlive the channels, so a client that
+   * publishes on a channel and closes it at once is still counted.
+   */
+  private readonly exchangeTotals = new RetiringTotals<Exchange>(1);
+  private readonly queueTotals = new RetiringTotals<Queue>(3);
   private readonly global = new CounterSeries(GLOBAL_WIDTH);
   readonly history = new History(GLOBAL_WIDTH, HISTORY_SECONDS);
-  /** Work done through management itself (HTTP publish and get), which has no AMQP channel. */
-  readonly direct = { publish: 0, get: 0, ack: 0 };
+  /** Messages fetched through management's /get (RabbitMQ counts them as basic.get). */
+  readonly direct = { get: 0 };
   private timer: NodeJS.Timeout | null = null;
   /** Time of the previous sample; 0 before the first. */
   private lastSample = 0;
@@ -97,8 +102,8 @@ export class BrokerStats {
         this.seriesFor(this.channels, ch, 3).record(now, buf);
       }
     }
-    this.channelTotals.sample(this.liveChannels(), readChannel);
-    this.queueTotals.sample(this.liveQueues(), readRedeliver);
+    this.exchangeTotals.sample(this.liveExchanges(), readPublishIn);
+    this.queueTotals.sample(this.liveQueues(), readQueueTotals);
     const t = this.messageTotals();
     const g = [t.publish, t.deliverGet, t.ack, t.redeliver, ready, unacked, ready + unacked, t.get];
     this.global.record(now, g);
@@ -121,15 +126,9 @@ export class BrokerStats {
 
   /** Broker-wide message counters since start, including entities that no longer exist. */
   messageTotals(): MessageTotals {
-    const ch = this.channelTotals.totals(this.liveChannels(), readChannel);
-    const q = this.queueTotals.totals(this.liveQueues(), readRedeliver);
-    return {
-      publish: ch[CH.publish]! + this.direct.publish,
-      deliverGet: ch[CH.deliverGet]! + this.direct.get,
-      get: this.direct.get,
-      ack: ch[CH.ack]! + this.direct.ack,
-      redeliver: q[0]!,
-    };
+    const x = this.exchangeTotals.totals(this.liveExchanges(), readPublishIn);
+    const q = this.queueTotals.totals(this.liveQueues(), readQueueTotals);
+    return { publish: x[0]!, deliverGet: q[0]!, get: this.direct.get, ack: q[1]!, redeliver: q[2]! };
   }
 
   queueRate(q: Queue, i: number): number {
@@ -152,8 +151,8 @@ export class BrokerStats {
     return this.global.rate(i);
   }
 
-  private *liveChannels(): Iterable<Channel> {
-    for (const c of this.source.connections) yield* c.channelList;
+  private *liveExchanges(): Iterable<Exchange> {
+    for (const v of this.source.vhosts.values()) yield* v.exchanges.values();
   }
 
   private *liveQueues(): Iterable<Queue> {
@@ -177,6 +176,12 @@ function readChannel(ch: Channel, out: Float64Array): void {
   out[CH.ack] = ch.stats.acked;
 }
 
-function readRedeliver(q: Queue, out: Float64Array): void {
-  out[0] = q.stats.redelivered;
+function readQueueTotals(q: Queue, out: Float64Array): void {
+  out[0] = q.stats.delivered;
+  out[1] = q.stats.acked;
+  out[2] = q.stats.redelivered;
+}
+
+function readPublishIn(x: Exchange, out: Float64Array): void {
+  out[0] = x.stats.publishIn;
 }

@@ -5,7 +5,7 @@
 import * as os from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { PerfConnection, parseAmqpUrl, type AmqpUrl } from './connection';
+import { PerfConnection, parseAmqpUrl } from './connection';
 import { HIST_BUCKETS, summarize, type LatencySummary } from './histogram';
 import type { PerfOptions } from './options';
 import { ProcessSampler, type ProcessUsage } from './proc-stats';
@@ -127,7 +127,7 @@ export async function runPerf(o: PerfOptions, io: RunIO = {}): Promise<PerfSumma
   try {
     await declare(setup, o, topo);
   } catch (err) {
-    await deleteTopology(url, setup, o, topo).catch(() => 0);
+    await deleteTopology(setup, o, topo).catch(() => 0);
     await setup.close();
     throw new PerfSetupError(`setup failed: ${err instanceof Error ? err.message : String(err)}`);
   }
@@ -180,7 +180,7 @@ export async function runPerf(o: PerfOptions, io: RunIO = {}): Promise<PerfSumma
     if (Date.now() > readyBy || io.signal?.aborted) {
       noteError('setup', `clients not connected after ${o.setupTimeout + 5} s`, true);
       await terminateAll();
-      await deleteTopology(url, setup, o, topo).catch(() => 0);
+      await deleteTopology(setup, o, topo).catch(() => 0);
       await setup.close();
       throw new PerfSetupError(`setup failed: ${firstError}`);
     }
@@ -291,7 +291,7 @@ export async function runPerf(o: PerfOptions, io: RunIO = {}): Promise<PerfSumma
       }
     }
   } else {
-    cleanupFailed = await deleteTopology(url, setup, o, topo);
+    cleanupFailed = await deleteTopology(setup, o, topo);
   }
   await setup.close();
 
@@ -356,7 +356,7 @@ export async function runCleanup(o: PerfOptions): Promise<{ cleanup: string; que
   const topo = buildTopology({ ...o, predeclared: false, exchangeType: o.exchangeType || 'direct' });
   const conn = await PerfConnection.open(url, { timeoutMs: o.setupTimeout * 1000, name: 'warren-perf cleanup' });
   await conn.openChannel(1);
-  const failed = await deleteTopology(url, conn, { ...o, predeclared: false, keep: false }, { ...topo, ownsExchange: !topo.exchange.startsWith('amq.') });
+  const failed = await deleteTopology(conn, { ...o, predeclared: false, keep: false }, { ...topo, ownsExchange: !topo.exchange.startsWith('amq.') });
   await conn.close();
   return { cleanup: topo.prefix, queues: topo.queues.length, failed };
 }
@@ -375,7 +375,7 @@ async function pipelined<T>(items: T[], f: (item: T) => Promise<unknown>): Promi
 }
 
 /** Deletes what the run declared; reopens the channel after an error. Returns failures. */
-async function deleteTopology(_url: AmqpUrl, c: PerfConnection, o: PerfOptions, t: Topology): Promise<number> {
+async function deleteTopology(c: PerfConnection, o: PerfOptions, t: Topology): Promise<number> {
   if (o.keep || c.error !== null) return c.error !== null && t.ownsQueues ? t.queues.length : 0;
   let failed = 0;
   const attempt = async (f: () => Promise<void>): Promise<void> => {

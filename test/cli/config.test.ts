@@ -48,7 +48,8 @@ describe('defaults', () => {
 
   it('the command line with no flags, variables or file gives the CLI defaults, with data under ./data', () => {
     const config = parseConfig([], {});
-    assert.deepEqual(config, { ...defaultConfig(), dataDir: './data' });
+    // The executable also turns management on (embedded brokers leave it off: managementPort -1).
+    assert.deepEqual(config, { ...defaultConfig(), dataDir: './data', managementPort: 15672 });
     assert.deepEqual(config, cliDefaultConfig());
     assert.equal(config.port, 5672);
     assert.equal(config.bind, '');

@@ -174,6 +174,30 @@ describe('vhost permissions on HTTP operations', () => {
   });
 });
 
+describe('topic permissions over AMQP', () => {
+  it('refuse publishing and binding with routing keys outside the patterns', async () => {
+    const [name, password] = await addUser(mgmt, 'management');
+    await mgmt.api(`/api/topic-permissions/%2F/${enc(name)}`, { method: 'PUT', body: { exchange: 'amq.topic', write: '^allowed\\.', read: '^mine\\.' } });
+    const conn = await amqp.connect(mgmt.amqpUrlFor(name, password));
+    try {
+      const ok = await conn.createConfirmChannel();
+      ok.publish('amq.topic', 'allowed.x', Buffer.from('x'));
+      await ok.waitForConfirms();
+      const q = (await ok.assertQueue('', { exclusive: true })).queue;
+      await ok.bindQueue(q, 'amq.topic', 'mine.#');
+      const refusedPublish = await conn.createConfirmChannel();
+      const closed = new Promise<Error>((r) => refusedPublish.on('error', r));
+      refusedPublish.publish('amq.topic', 'other.x', Buffer.from('x'));
+      assert.match((await closed).message, new RegExp(`ACCESS_REFUSED - access to topic 'other.x' in exchange 'amq.topic' in vhost '/' refused for user '${name}'`));
+      const refusedBind = await conn.createChannel();
+      refusedBind.on('error', () => {});
+      await assert.rejects(refusedBind.bindQueue(q, 'amq.topic', 'theirs.#'), /ACCESS_REFUSED/);
+    } finally {
+      await conn.close().catch(() => {});
+    }
+  });
+});
+
 describe('users and vhosts created over HTTP work over AMQP', () => {
   it('a new vhost accepts connection.open at once, and its creator has permissions', async () => {
     const v = uniq('v');

@@ -179,6 +179,22 @@ describe('GET /metrics', () => {
     }
     assert.match(text, new RegExp(`^warren_queue_messages_ready\\{vhost="/",queue="${q}"\\} 1$`, 'm'));
     assert.match(text, new RegExp(`^warren_queue_messages_unacked\\{vhost="/",queue="${q}"\\} 0$`, 'm'));
+    // Consume and ack over AMQP: the global counters move.
+    const conn = await amqp.connect(mgmt.amqpUrl);
+    try {
+      const ch = await conn.createChannel();
+      const msg = await ch.get(q);
+      assert.ok(msg !== false);
+      ch.ack(msg);
+      await ch.close();
+    } finally {
+      await conn.close();
+    }
+    const after = await (await fetch(`${mgmt.base}/metrics`)).text();
+    const counter = (name: string, t: string): number => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(t)?.[1] ?? NaN);
+    assert.ok(counter('warren_global_messages_delivered_total', after) >= 1);
+    assert.ok(counter('warren_global_messages_acknowledged_total', after) >= 1);
+    assert.match(after, new RegExp(`^warren_queue_messages_acked_total\\{vhost="/",queue="${q}"\\} 1$`, 'm'));
     for (const line of text.split('\n')) {
       if (line === '' || line.startsWith('#')) continue;
       assert.match(line, /^[a-z_]+(\{[^}]*\})? -?[0-9.e+]+$/, line);

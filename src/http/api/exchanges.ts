@@ -103,7 +103,6 @@ const publish: Handler = (ctx) => {
   const msg = new Message(name, routingKey, raw, body);
   if (decoded.expiration !== undefined) msg.ttl = Number(decoded.expiration);
   const routed = amqp(() => v.publish(x, msg));
-  ctx.m.stats.direct.publish++;
   return ok({ routed: routed > 0 });
 };
 

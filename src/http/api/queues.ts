@@ -103,7 +103,6 @@ const get: Handler = (ctx) => {
   }
   ctx.m.stats.direct.get += taken.length;
   settle(queue, taken, ackmode as Ackmode);
-  if (ackmode === 'ack_requeue_false') ctx.m.stats.direct.ack += taken.length;
   return ok(out.map(orderGetFields));
 };
 

@@ -64,6 +64,7 @@ function fieldJson(v: unknown): unknown {
 export function connectionView(m: Management, conn: Connection): Record<string, unknown> {
   const e = endpoints(conn);
   const props = clientPropertiesJson(conn.clientProperties);
+  const tls = conn.tlsInfo;
   const view: Record<string, unknown> = {
     name: conn.name,
     node: m.nodeName,
@@ -85,12 +86,12 @@ export function connectionView(m: Management, conn: Connection): Record<string, 
     connected_at: conn.connectedAt,
     client_properties: props,
     user_provided_name: typeof props.connection_name === 'string' ? props.connection_name : undefined,
-    ssl: false,
-    ssl_protocol: null,
+    ssl: tls !== null,
+    ssl_protocol: tls?.protocol ?? null,
     ssl_key_exchange: null,
-    ssl_cipher: null,
+    ssl_cipher: tls?.cipher ?? null,
     ssl_hash: null,
-    peer_cert_subject: null,
+    peer_cert_subject: tls?.peerSubject ?? null,
     peer_cert_issuer: null,
     peer_cert_validity: null,
     send_pend: conn.writer.pendingBytes,

@@ -45,6 +45,7 @@ export function queueView(m: Management, q: Queue): Record<string, unknown> {
     messages_persistent: 0,
     messages_paged_out: 0,
     memory: 0,
+    backing_queue_status: { mode: 'default', len: ready, version: 1 },
     message_stats: queueMessageStats(m, q),
   };
   withRate(view, 'messages', ready + unacked, s.queueRate(q, Q.messages));

@@ -31,7 +31,9 @@ export function setUnauthorizedHandler(fn) {
   onUnauthorized = fn;
 }
 
-export async function api(method, path, body, creds = credentials()) {
+/** `explicit` credentials are a login attempt: a 401 then belongs to the form, not the session. */
+export async function api(method, path, body, explicit) {
+  const creds = explicit ?? credentials();
   const headers = { 'x-warren-ui': '1', accept: 'application/json' };
   if (creds) headers.authorization = `Basic ${btoa(unescape(encodeURIComponent(`${creds.user}:${creds.password}`)))}`;
   const init = { method, headers };
@@ -51,7 +53,7 @@ export async function api(method, path, body, creds = credentials()) {
   }
   if (!res.ok) {
     const err = new ApiError(res.status, json);
-    if (res.status === 401 && json && json.error === 'not_authorized') onUnauthorized();
+    if (res.status === 401 && explicit === undefined && json && json.error === 'not_authorized') onUnauthorized();
     throw err;
   }
   return json;

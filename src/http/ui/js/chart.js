@@ -22,15 +22,21 @@ function clock(t) {
 }
 
 /**
- * series: [{ name, color, points: [[timestampMs, value], ...] }] (points in time order).
+ * series: [{ name, color, points: [[timestampMs, value], ...], current? }] (points in time
+ * order; `current` is shown in the legend instead of the last point when given).
  * options: { unit: '/s' | '', spanMs }
  */
 export function lineChart(series, options = {}) {
   const all = series.flatMap((s) => s.points);
   const now = all.length ? Math.max(...all.map((p) => p[0])) : Date.now();
-  const span = options.spanMs || 10 * 60 * 1000;
+  // The window grows with the data (at least a minute) up to spanMs, so a fresh page is not
+  // a flat line squeezed against the right edge.
+  const first = all.length ? Math.min(...all.map((p) => p[0])) : now;
+  const span = Math.min(options.spanMs || 10 * 60 * 1000, Math.max(60 * 1000, now - first));
   const t0 = now - span;
-  const maxV = niceMax(Math.max(0, ...all.map((p) => p[1])));
+  const top = Math.max(0, ...all.map((p) => p[1]));
+  const integral = all.every((p) => Number.isInteger(p[1]));
+  const maxV = integral && top <= 4 ? 4 : niceMax(top);
   const x = (t) => PAD.left + ((t - t0) / span) * (W - PAD.left - PAD.right);
   const y = (v) => H - PAD.bottom - (v / maxV) * (H - PAD.top - PAD.bottom);
   const root = svg('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': options.label || 'chart' });
@@ -48,6 +54,7 @@ export function lineChart(series, options = {}) {
   for (const s of series) {
     const pts = s.points.filter((p) => p[0] >= t0);
     if (pts.length === 0) continue;
+    if (pts.length === 1) root.append(svg('circle', { cx: x(pts[0][0]), cy: y(pts[0][1]), r: 3, fill: s.color }));
     const d = pts.map((p, i) => `${i === 0 ? 'M' : 'L'}${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join(' ');
     root.append(svg('path', { d, fill: 'none', stroke: s.color, 'stroke-width': 2, 'stroke-linejoin': 'round' }));
     if (options.area !== false && pts.length > 1) {
@@ -83,7 +90,7 @@ export function lineChart(series, options = {}) {
   const legend = h(
     'div.legend',
     series.map((s) => {
-      const last = s.points.length ? s.points[s.points.length - 1][1] : undefined;
+      const last = s.current !== undefined ? s.current : s.points.length ? s.points[s.points.length - 1][1] : undefined;
       return h('span', h('i', { style: `background:${s.color}` }), `${s.name} `, h('b', last === undefined ? '–' : `${fmtNum(last)}${options.unit || ''}`));
     }),
   );

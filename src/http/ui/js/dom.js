@@ -11,7 +11,7 @@ export function h(spec, attrs, ...children) {
       else el.id = part.slice(1);
     }
   }
-  if (attrs && (typeof attrs !== 'object' || attrs instanceof Node || Array.isArray(attrs))) {
+  if (attrs !== undefined && (attrs === null || typeof attrs !== 'object' || attrs instanceof Node || Array.isArray(attrs))) {
     children.unshift(attrs);
     attrs = undefined;
   }
@@ -37,6 +37,13 @@ function append(el, children) {
 
 export function clear(el) {
   while (el.firstChild) el.removeChild(el.firstChild);
+  return el;
+}
+
+/** Replaces an element's children; arrays are flattened (Element.append would print them). */
+export function replace(el, ...children) {
+  clear(el);
+  append(el, children);
   return el;
 }
 

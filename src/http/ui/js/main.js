@@ -1,7 +1,7 @@
 // The UI shell: login, navigation by URL hash, the vhost selector, and one page at a time
 // (each page returns a function that stops its timers when the user leaves).
 import { api, credentials, get, setCredentials, setUnauthorizedHandler } from './api.js';
-import { clear, flash, h } from './dom.js';
+import { clear, flash, h, replace } from './dom.js';
 import * as overview from './pages/overview.js';
 import * as connections from './pages/connections.js';
 import * as exchanges from './pages/exchanges.js';
@@ -44,7 +44,7 @@ function showLogin(message) {
   me = null;
   document.getElementById('nav').hidden = true;
   document.getElementById('session').hidden = true;
-  clear(main).append(document.getElementById('login-template').content.cloneNode(true));
+  replace(main, document.getElementById('login-template').content.cloneNode(true));
   const form = document.getElementById('login-form');
   const error = document.getElementById('login-error');
   if (message) {
@@ -71,7 +71,7 @@ async function loadVhosts() {
   const select = document.getElementById('vhost-select');
   const current = select.value;
   const vhosts = await get('/api/vhosts?columns=name');
-  clear(select).append(h('option', { value: '' }, 'All'), vhosts.map((v) => h('option', { value: v.name }, v.name)));
+  replace(select, h('option', { value: '' }, 'All'), vhosts.map((v) => h('option', { value: v.name }, v.name)));
   select.value = vhosts.some((v) => v.name === current) ? current : '';
 }
 
@@ -107,7 +107,7 @@ function route() {
         if (typeof stop === 'function') stopPage = stop;
       })
       .catch((err) => {
-        clear(main).append(h('div.card', h('h2', 'Something went wrong'), h('p.error', err.message)));
+        replace(main, h('div.card', h('h2', 'Something went wrong'), h('p.error', err.message)));
       });
     return;
   }

@@ -1,6 +1,6 @@
 // Lists of API objects with server-side sorting, filtering and pagination (page, page_size,
 // name, use_regex, sort, sort_reverse, columns), so a vhost with 10 000 queues stays fast.
-import { h, clear } from './dom.js';
+import { h, clear, replace } from './dom.js';
 import { get } from './api.js';
 
 /**
@@ -94,7 +94,7 @@ export function listView(options) {
         state.page = 1;
         return refresh();
       }
-      clear(tbody).append(h('tr', h('td.empty.error', { colspan: options.columns.length + 1 }, err.message)));
+      replace(tbody, h('tr', h('td.empty.error', { colspan: options.columns.length + 1 }, err.message)));
       return;
     }
     renderHead();

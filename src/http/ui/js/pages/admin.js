@@ -1,6 +1,6 @@
 // Admin: users (with permissions), virtual hosts, policies, and definitions export/import.
-import { api, credentials, del, get, put, seg } from '../api.js';
-import { clear, flash, fmtNum, formValues, h, parseJsonField } from '../dom.js';
+import { api, del, get, put, seg } from '../api.js';
+import { flash, fmtNum, formValues, h, parseJsonField, replace } from '../dom.js';
 import { simpleTable } from '../table.js';
 import { vhostsChanged } from '../main.js';
 
@@ -31,7 +31,7 @@ async function users(body) {
   const list = h('div.card');
   const refresh = async () => {
     const [rows, perms] = await Promise.all([get('/api/users'), get('/api/permissions')]);
-    clear(list).append(
+    replace(list, 
       h('h2', 'Users'),
       simpleTable(
         [
@@ -97,7 +97,7 @@ async function vhosts(body) {
   const list = h('div.card');
   const refresh = async () => {
     const rows = await get('/api/vhosts');
-    clear(list).append(
+    replace(list, 
       h('h2', 'Virtual hosts'),
       simpleTable(
         [
@@ -148,7 +148,7 @@ async function policies(body, ctx) {
       { key: 'priority', label: 'Priority', num: true },
       { key: 'x', label: '', render: (p) => deleteButton(`Delete policy ${p.name}`, async () => { await del(`/api/${kind}/${seg(p.vhost)}/${seg(p.name)}`); flash(`Policy ${p.name} deleted`); refresh(); }) },
     ];
-    clear(list).append(h('h2', 'Policies'), simpleTable(columns('policies'), userPolicies, 'No policies'), h('h3', 'Operator policies'), simpleTable(columns('operator-policies'), operatorPolicies, 'No operator policies'));
+    replace(list, h('h2', 'Policies'), simpleTable(columns('policies'), userPolicies, 'No policies'), h('h3', 'Operator policies'), simpleTable(columns('operator-policies'), operatorPolicies, 'No operator policies'));
   };
   const vhostList = await get('/api/vhosts?columns=name');
   const form = h(
@@ -206,7 +206,7 @@ async function definitions(body) {
         try {
           const text = await f.text();
           JSON.parse(text);
-          await api('POST', '/api/definitions', text, credentials());
+          await api('POST', '/api/definitions', text);
           status.textContent = `Imported ${f.name}.`;
           flash('Definitions imported');
           vhostsChanged();

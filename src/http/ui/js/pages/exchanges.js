@@ -1,7 +1,7 @@
 // Exchanges: the list with a declare form, and one exchange's page with its bindings, a
 // form to add one, and a publish form.
 import { del, get, post, put, seg } from '../api.js';
-import { clear, flash, fmtNum, fmtRate, formValues, h, kv, parseJsonField } from '../dom.js';
+import { flash, fmtNum, fmtRate, formValues, h, kv, parseJsonField, replace } from '../dom.js';
 import { listView, simpleTable } from '../table.js';
 
 export const displayName = (name) => (name === '' ? '(AMQP default)' : name);
@@ -99,7 +99,7 @@ export async function renderOne(main, [vhost, name], ctx) {
   async function refresh() {
     const x = await get(path);
     const [source, destination] = await Promise.all([get(`${path}/bindings/source`), get(`${path}/bindings/destination`)]);
-    clear(details).append(
+    replace(details, 
       h('h2', 'Details'),
       kv([
         ['Type', x.type],
@@ -127,12 +127,12 @@ export async function renderOne(main, [vhost, name], ctx) {
             ),
           ),
     );
-    clear(outgoing).append(
+    replace(outgoing, 
       h('h2', 'Bindings from this exchange'),
       simpleTable([...bindingColumns(vhost, 'source'), { key: 'x', label: '', render: (b) => unbindButton(vhost, b, refresh) }], source, 'No bindings'),
       name === 'amq.default' ? null : bindForm(vhost, name, refresh),
     );
-    clear(incoming).append(h('h2', 'Bindings into this exchange'), simpleTable(bindingColumns(vhost, 'destination'), destination, 'No exchange-to-exchange bindings'));
+    replace(incoming, h('h2', 'Bindings into this exchange'), simpleTable(bindingColumns(vhost, 'destination'), destination, 'No exchange-to-exchange bindings'));
   }
 
   await refresh();

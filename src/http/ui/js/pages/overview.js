@@ -1,11 +1,11 @@
 // Overview: totals, live charts of message rates and queue depths (from the API's own
 // ten-minute history), and the node's memory, disk and listeners.
 import { get } from '../api.js';
-import { clear, fmtBytes, fmtDuration, fmtNum, h, kv } from '../dom.js';
+import { fmtBytes, fmtDuration, fmtNum, h, kv, replace } from '../dom.js';
 import { C, levelsFromSamples, lineChart, ratesFromSamples } from '../chart.js';
 import { simpleTable } from '../table.js';
 
-const HISTORY = 'lengths_age=600&lengths_incr=5&msg_rates_age=600&msg_rates_incr=5';
+const HISTORY = 'lengths_age=600&lengths_incr=2&msg_rates_age=600&msg_rates_incr=2';
 
 export async function render(main, _params, ctx) {
   const totals = h('div.stats');
@@ -27,7 +27,7 @@ export async function render(main, _params, ctx) {
     const t = o.object_totals;
     const q = o.queue_totals;
     const stat = (label, value, id) => h('div.stat', { 'data-stat': id }, h('div.value', fmtNum(value)), h('div.label', label));
-    clear(totals).append(
+    replace(totals, 
       stat('Connections', t.connections, 'connections'),
       stat('Channels', t.channels, 'channels'),
       stat('Exchanges', t.exchanges, 'exchanges'),
@@ -43,12 +43,12 @@ export async function render(main, _params, ctx) {
       ['Ack', C.c3, ms.ack_details],
       ['Redeliver', C.c4, ms.redeliver_details],
     ].filter(([, , d]) => d !== undefined);
-    clear(rates.querySelector('.chart-slot')).append(
+    replace(rates.querySelector('.chart-slot'), 
       rateSeries.length === 0
         ? h('p.muted', 'Rates are shown for all virtual hosts to users who can see them all.')
-        : lineChart(rateSeries.map(([name, color, d]) => ({ name, color, points: ratesFromSamples(d.samples) })), { unit: '/s', label: 'message rates' }),
+        : lineChart(rateSeries.map(([name, color, d]) => ({ name, color, points: ratesFromSamples(d.samples), current: d.rate })), { unit: '/s', label: 'message rates' }),
     );
-    clear(depths.querySelector('.chart-slot')).append(
+    replace(depths.querySelector('.chart-slot'), 
       lineChart(
         [
           { name: 'Ready', color: C.c1, points: levelsFromSamples(q.messages_ready_details.samples) },
@@ -59,7 +59,7 @@ export async function render(main, _params, ctx) {
       ),
     );
     if (o.listeners) {
-      clear(listeners).append(
+      replace(listeners, 
         h('h2', 'Listeners'),
         simpleTable(
           [
@@ -74,7 +74,7 @@ export async function render(main, _params, ctx) {
     if (isMonitor) {
       const [n] = await get('/api/nodes');
       const pct = (a, b) => (b > 0 ? ` (${Math.round((a / b) * 100)}%)` : '');
-      clear(node).append(
+      replace(node, 
         h('h2', 'Node'),
         kv([
           ['Name', n.name],

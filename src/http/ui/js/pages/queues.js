@@ -1,7 +1,7 @@
 // Queues: the paginated list with a declare form, and one queue's page: depth chart,
 // consumers, bindings, get messages, browse without consuming, purge and delete.
 import { del, get, post, put, seg } from '../api.js';
-import { clear, flash, fmtBytes, fmtNum, fmtRate, formValues, h, kv, parseJsonField } from '../dom.js';
+import { flash, fmtBytes, fmtNum, fmtRate, formValues, h, kv, parseJsonField, replace } from '../dom.js';
 import { C, lineChart, Series } from '../chart.js';
 import { listView, simpleTable } from '../table.js';
 import { bindingColumns, displayName, exchangeHref, queueHref, unbindButton } from './exchanges.js';
@@ -90,7 +90,7 @@ export async function renderOne(main, [vhost, name], ctx) {
     unacked.push(now, q.messages_unacknowledged);
     publishRate.push(now, q.message_stats.publish_details.rate);
     deliverRate.push(now, q.message_stats.deliver_get_details.rate);
-    clear(details).append(
+    replace(details, 
       h('h2', 'Details'),
       kv([
         ['State', h('span.tag.ok', q.state)],
@@ -136,7 +136,7 @@ export async function renderOne(main, [vhost, name], ctx) {
       ),
     );
     const span = 5 * 60 * 1000;
-    clear(charts).append(
+    replace(charts, 
       h('h2', 'Depth'),
       lineChart(
         [
@@ -154,7 +154,7 @@ export async function renderOne(main, [vhost, name], ctx) {
         { spanMs: span, unit: '/s', label: 'queue rates' },
       ),
     );
-    clear(consumers).append(
+    replace(consumers, 
       h('h2', 'Consumers'),
       simpleTable(
         [
@@ -170,7 +170,7 @@ export async function renderOne(main, [vhost, name], ctx) {
       ),
     );
     const rows = await get(`${path}/bindings`);
-    clear(bindings).append(
+    replace(bindings, 
       h('h2', 'Bindings'),
       simpleTable([...bindingColumns(vhost, 'destination'), { key: 'x', label: '', render: (b) => unbindButton(vhost, b, refresh) }], rows, 'No bindings'),
       bindFromForm(vhost, name, refresh),
@@ -244,7 +244,7 @@ function buildMessages(card, vhost, name, path, after) {
     const f = formValues(getForm);
     try {
       const rows = await post(`${path}/get`, { count: Number(f.count), ackmode: f.ackmode, encoding: f.encoding, truncate: Number(f.truncate) });
-      clear(out).append(rows.length === 0 ? h('p.muted', 'Queue is empty.') : rows.map((m, i) => messageView(m, i + 1, vhost)));
+      replace(out, rows.length === 0 ? h('p.muted', 'Queue is empty.') : rows.map((m, i) => messageView(m, i + 1, vhost)));
       after();
     } catch (err) {
       flash(err.message, 'error');
@@ -256,7 +256,7 @@ function buildMessages(card, vhost, name, path, after) {
   const browse = async () => {
     const r = await get(`${path}/messages?offset=${offset}&count=${pageSize}&truncate=2000`);
     browseInfo.textContent = r.total === 0 ? 'No ready messages.' : `Messages ${r.offset + 1}–${r.offset + r.count} of ${r.total} ready (not consumed, order unchanged).`;
-    clear(out).append(r.items.map((m) => messageView(m, m.position + 1, vhost)));
+    replace(out, r.items.map((m) => messageView(m, m.position + 1, vhost)));
   };
   const browseBar = h(
     'div.toolbar',

@@ -1,8 +1,9 @@
 // Topology: a vhost's exchanges, queues and bindings drawn as a layered graph. Exchanges
-// are placed in columns by how many exchange-to-exchange hops lead to them, queues in the
-// last column; a few barycentre sweeps order each column to keep edges from crossing.
+// are placed in columns by how many exchange-to-exchange hops lead to them, each queue one
+// column after its furthest source; a few barycentre sweeps order each column to keep
+// edges from crossing.
 import { get, seg } from '../api.js';
-import { clear, h, svg } from '../dom.js';
+import { h, svg, replace } from '../dom.js';
 import { exchangeHref, queueHref } from './exchanges.js';
 
 const TYPE_COLOURS = { direct: '#5b7fb8', fanout: '#e0a458', topic: '#2f6f5e', headers: '#8a5fb3', 'x-delayed-message': '#b3402f' };
@@ -31,7 +32,7 @@ export async function render(main, _params, ctx) {
     h('div.card', h('div.toolbar', h('label', 'Virtual host ', select), h('label.check', showSystem, 'Show unbound amq.* exchanges'), filter), legend, note, canvas),
   );
   const redraw = () => draw(select.value, showSystem.checked, filter.value, canvas, note, ctx).catch((err) => {
-    clear(canvas).append(h('p.error', err.message));
+    replace(canvas, h('p.error', err.message));
   });
   select.addEventListener('change', redraw);
   showSystem.addEventListener('change', redraw);
@@ -122,8 +123,13 @@ async function draw(vhost, showSystem, filterText, canvas, note, ctx) {
     }
     if (!changed) break;
   }
+  // A queue sits one column after its furthest source, so edges stay short; queues bound
+  // only through the default exchange go after the last exchange column.
   const lastX = Math.max(-1, ...xs.map((n) => n.layer));
-  for (const n of nodes.values()) if (n.kind === 'queue') n.layer = lastX + 1;
+  for (const n of nodes.values()) {
+    if (n.kind !== 'queue') continue;
+    n.layer = n.ins.length === 0 ? lastX + 1 : 1 + Math.max(...n.ins.map((e) => e.from.layer));
+  }
   const columns = [];
   for (const n of nodes.values()) (columns[n.layer] ||= []).push(n);
   for (const col of columns) col?.sort((a, b) => a.name.localeCompare(b.name));
@@ -190,7 +196,7 @@ async function draw(vhost, showSystem, filterText, canvas, note, ctx) {
   }
   const hidden = queueList.filtered_count - shownQueues;
   note.textContent = `${xs.length} exchanges, ${[...nodes.values()].filter((n) => n.kind === 'queue').length} queues, ${edgeMap.size} binding edges${hidden > 0 ? ` (${hidden} more queues not drawn; use the filter)` : ''}.`;
-  clear(canvas).append(nodes.size === 0 ? h('p.muted', { style: 'padding:16px' }, 'Nothing to draw in this virtual host yet.') : root);
+  replace(canvas, nodes.size === 0 ? h('p.muted', { style: 'padding:16px' }, 'Nothing to draw in this virtual host yet.') : root);
 }
 
 function highlight(root, n, on) {
