@@ -329,7 +329,7 @@ const SETTINGS: readonly Setting[] = [
   { key: 'defaultVhost', description: 'default virtual host', type: text({ allowEmpty: false }) },
   { key: 'loopbackUsers', description: 'users that may only log in from loopback', type: userList },
   { key: 'clusterName', description: 'cluster name announced to clients', type: text({ allowEmpty: false }) },
-  { key: 'memoryHighWatermark', flag: '--memory-high-watermark', arg: '<fraction|bytes>', env: 'WARREN_MEMORY_HIGH_WATERMARK', description: 'block publishers above this memory use: a fraction of RAM (e.g. 0.4) or bytes', type: positiveNumber },
+  { key: 'memoryHighWatermark', flag: '--memory-high-watermark', arg: '<n>', env: 'WARREN_MEMORY_HIGH_WATERMARK', description: 'block publishers above this memory use: a fraction of RAM (e.g. 0.4) or bytes', type: positiveNumber },
   { key: 'diskFreeLimit', flag: '--disk-free-limit', arg: '<bytes>', env: 'WARREN_DISK_FREE_LIMIT', description: 'block publishers when free disk falls below this many bytes; 0 disables', type: integer(0, Number.MAX_SAFE_INTEGER) },
   { key: 'consumerTimeout', flag: '--consumer-timeout', arg: '<ms>', env: 'WARREN_CONSUMER_TIMEOUT', description: 'ms a delivery may stay unacknowledged before the consumer timeout acts; 0 disables', type: integer(0, 2 ** 31 - 1) },
   { key: 'consumerTimeoutAction', flag: '--consumer-timeout-action', arg: '<action>', env: 'WARREN_CONSUMER_TIMEOUT_ACTION', description: "cancel-consumer (cancel only the stuck consumer, requeue its messages) or close-channel (RabbitMQ's 406)", type: oneOfText(['cancel-consumer', 'close-channel'] as const) },

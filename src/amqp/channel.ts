@@ -288,6 +288,8 @@ export class Channel {
       }
     }
     const rejected = vhost.lastPublishRejected;
+    // A mandatory message held by a delayed exchange is judged when its delay ends.
+    if (mandatory && vhost.lastPublishHeld) msg.returnTo = this;
     if (vhost.backloggedQueue !== null) {
       this.conn.throttleFor(vhost.backloggedQueue);
       vhost.backloggedQueue = null;
@@ -315,6 +317,12 @@ export class Channel {
   }
 
   private unregisteredSyncs = 0;
+
+  /** A held mandatory message found no route when its delay ended (see DelayedExchange). */
+  returnUnroutable(msg: Message): void {
+    if (this.state !== 'open') return;
+    this.conn.writer.basicReturn(this.id, 312, 'NO_ROUTE', msg.exchange, msg.routingKey, msg.rawProperties, msg.body);
+  }
 
   flushConfirms(): void {
     const confirms = this.confirms;

@@ -22,6 +22,11 @@ export class Message {
   delayHeld = false;
   /** Every queue it was routed to keeps it in the store, so its bytes may leave memory. */
   pageable = false;
+  /**
+   * Who hears about it if a delayed exchange finds no route when the delay ends: the publishing
+   * channel of a mandatory message, while it is open.
+   */
+  returnTo: { returnUnroutable(msg: Message): void } | null = null;
   /** BCC routing keys, stripped from the headers at publish but still used for dead-lettering. */
   bcc: string[] | null = null;
   /** Per-message TTL in ms from the expiration property; -1 when absent. */

@@ -227,6 +227,7 @@ export class VHost implements QueueObserver {
     if (extraKeys === null && exchange instanceof DefaultExchange) {
       // The default exchange names one queue directly: no routing pass needed.
       this.lastPublishRejected = false;
+      this.held = false;
       exchange.stats.publishIn++;
       const q = this.queues.get(msg.routingKey);
       if (q === undefined) return 0;
@@ -259,7 +260,14 @@ export class VHost implements QueueObserver {
   private publishReleased(x: DelayedExchange, msg: Message): void {
     if (x.deleted) return;
     const extra = publishedRoutingKeys(msg).slice(1);
-    this.publish(x, msg, extra.length === 0 ? null : extra);
+    const routed = this.publish(x, msg, extra.length === 0 ? null : extra);
+    if (routed === 0 && msg.returnTo !== null) msg.returnTo.returnUnroutable(msg);
+    msg.returnTo = null;
+  }
+
+  /** True when the last publish was taken by a delayed exchange (routing happens later). */
+  get lastPublishHeld(): boolean {
+    return this.held;
   }
 
   /** Set by route() when a delayed exchange held the message. */
