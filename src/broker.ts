@@ -102,6 +102,11 @@ export class Broker implements BrokerContext {
     if (this.store !== null) restoreMessages(this, this.store);
   }
 
+  /** Something durable changed outside the vhost model's own hooks (e.g. a vhost was removed). */
+  metadataChanged(): void {
+    this.metadata?.markDirty();
+  }
+
   /** Saves durable metadata if it changed; connections call it before writing replies. */
   persistMetadata(): void {
     this.metadata?.saveIfChanged();

@@ -77,6 +77,7 @@ export function deleteVhost(m: Management, name: string): void {
     if (x.name !== '' && !x.name.startsWith('amq.')) v.deleteExchange(x.name, false);
   }
   m.broker.vhosts.delete(name);
+  m.broker.metadataChanged();
   m.broker.users.forgetVhost(name);
   for (const kind of ['policy', 'operator'] as const) {
     for (const p of m.broker.policies.list(kind, name)) m.broker.policies.delete(kind, name, p.name);
