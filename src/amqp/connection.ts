@@ -289,6 +289,7 @@ export class Connection implements FrameSink {
     }
     const found = this.broker.users.authenticate(user, pass);
     if (found === undefined) {
+      this.log.warn({ user, mechanism }, 'authentication failed');
       throw new AmqpError('ACCESS_REFUSED', `Login was refused using authentication mechanism ${mechanism}. For details see the broker logfile.`, 10, 11);
     }
     if (this.broker.config.loopbackUsers.includes(user) && !isLoopback(this.socket.remoteAddress)) {
@@ -330,6 +331,7 @@ export class Connection implements FrameSink {
     this.handshakeTimer = null;
     this.state = 'opened';
     this.sendMethod(0, { key: M.ConnectionOpenOk });
+    this.log.info({ user: this.user!.name, vhost: vhostName }, 'connection opened');
   }
 
   get userName(): string {
@@ -499,7 +501,8 @@ export class Connection implements FrameSink {
     if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
     if (this.closeTimer !== null) clearTimeout(this.closeTimer);
     this.teardownChannels();
-    this.log.debug({ reason }, 'connection closed');
+    if (this.vhost !== null) this.log.info({ user: this.userName, vhost: this.vhost.name, reason }, 'connection closed');
+    else this.log.debug({ reason }, 'connection closed before it was opened');
     this.onClosed(this);
   }
 
