@@ -23,6 +23,7 @@ export function backlogScenario(count: number): Scenario {
   return {
     id: 'S8',
     title: `backlog: ${count.toLocaleString('en-US')} × 1 KB published with confirms (1,000 outstanding) and no consumer, then drained by 1 consumer (prefetch 1,000, multi-ack 100)`,
+    howto: `\`warren-perf -x 1 -y 0 -s 1024 -C ${count} -c 1000 -u P --keep\`, then \`warren-perf -x 0 -y 1 -s 1024 -p -u P -D <depth> -q 1000 -A 100\`, then \`warren-perf --cleanup -u P\``,
     metrics: [
       { name: 'publish', unit: 'msg/s', lowerIsBetter: false },
       { name: 'drain', unit: 'msg/s', lowerIsBetter: false },
@@ -102,6 +103,7 @@ export function idleScenario(wantConnections: number, queues: number): Scenario 
     id: 'S10',
     title: `idle cost: ${wantConnections.toLocaleString('en-US')} idle connections (one channel each); ${queues.toLocaleString('en-US')} empty queues (Warren restarted first)`,
     freshWarren: true,
+    howto: 'broker RSS (settled) before and after opening the connections, then before and after declaring the queues; see bench/extra-scenarios.ts',
     metrics: [
       { name: 'RSS per idle connection', unit: 'KB', lowerIsBetter: true },
       { name: 'RSS per empty queue', unit: 'KB', lowerIsBetter: true },
@@ -117,7 +119,9 @@ export function idleScenario(wantConnections: number, queues: number): Scenario 
       const fdLimit = openFilesLimit(ctx.pid);
       if (connections > fdLimit - 400) {
         const capped = Math.max(10, fdLimit - 400);
-        ctx.warn(`the broker may open ${fdLimit} files; measuring ${capped} idle connections instead of ${connections}`);
+        const note = `the broker may open ${fdLimit} files: measured with ${capped} idle connections instead of ${connections}`;
+        ctx.warn(note);
+        out.note = note;
         connections = capped;
       }
       const conns: PerfConnection[] = [];

@@ -35,6 +35,7 @@ interface RunRecord {
   /** The warren-perf summary, for scenarios that are one warren-perf run. */
   summary: PerfSummary | null;
   failure: string | null;
+  note?: string;
 }
 
 async function measure(url: string, pid: number, broker: BrokerName, s: Scenario, round: number, duration: number): Promise<RunRecord> {
@@ -63,7 +64,7 @@ async function measure(url: string, pid: number, broker: BrokerName, s: Scenario
   try {
     if (s.custom) {
       const r = await Promise.race([s.custom({ url, pid, prefix, duration, warn }), deadline]);
-      return { ...rec, values: r.values, brokerUsPerMsg: r.brokerUsPerMsg, rssMaxMb: r.rssMaxMb, failure: r.failure };
+      return { ...rec, values: r.values, brokerUsPerMsg: r.brokerUsPerMsg, rssMaxMb: r.rssMaxMb, failure: r.failure, note: r.note };
     }
     const summary = await Promise.race([runPerf(o, { warn }), deadline]);
     let failure: string | null = null;
@@ -143,6 +144,7 @@ function report(opts: {
   started: Date;
   minutes: number;
   rawPath: string;
+  spec: string;
 }): string {
   const { m, rabbit, rounds, duration, list, records } = opts;
   const haveRabbit = typeof rabbit !== 'string';
@@ -164,6 +166,7 @@ function report(opts: {
       `on ${m.cores} cores${busy ? ' — the machine was busy with other work during this run, so absolute figures (RabbitMQ\'s especially: its broker CPU % shows how much CPU it got) are below what an idle machine gives; the ratios of interleaved runs are the steadier signal' : ''}.`,
     '',
   );
+  L.push(`Settings: \`BENCH_ROUNDS=${rounds} BENCH_DURATION=${duration} BENCH_SCENARIOS=${opts.spec}\`.`, '');
   L.push('| machine | |', '|---|---|');
   L.push(`| CPU | ${m.cpu}, ${m.cores} cores |`);
   L.push(`| RAM | ${m.ramGb} GB |`);
@@ -228,7 +231,11 @@ function report(opts: {
     for (const f of failures) L.push(`- ${f.broker} ${f.scenario} round ${f.round}: ${f.failure!.replace(/\n/g, ' ')}`);
     L.push('');
   }
-  if (notes.length) L.push(...notes, '');
+  for (const r of records) {
+    const line = `- ${r.broker} ${r.scenario}: ${r.note}`;
+    if (r.note && !notes.includes(line)) notes.push(line);
+  }
+  if (notes.length) L.push('## Notes', '', ...notes, '');
 
   L.push('## Reproduce', '');
   L.push('```sh');
@@ -238,7 +245,7 @@ function report(opts: {
   L.push('```');
   L.push('');
   L.push('The scenarios as warren-perf command lines (add `-h <uri> -z <seconds>`):', '');
-  for (const s of list) L.push(s.opts ? `- ${s.id}: \`warren-perf ${flagsOf(s.opts)}\`` : `- ${s.id}: see bench/extra-scenarios.ts`);
+  for (const s of list) L.push(s.opts ? `- ${s.id}: \`warren-perf ${flagsOf(s.opts)}\`` : `- ${s.id}: ${s.howto ?? 'see bench/extra-scenarios.ts'}`);
   L.push('');
   L.push(`Raw JSON summaries of every run were written to \`${opts.rawPath}\` (not kept in the repository).`, '');
   return L.join('\n');
@@ -268,13 +275,14 @@ async function main(): Promise<void> {
   const rounds = Math.round(envNumber('BENCH_ROUNDS', 3));
   const duration = envNumber('BENCH_DURATION', 5);
   const s6Rate = envNumber('BENCH_S6_RATE', 20);
+  const spec = process.env.BENCH_SCENARIOS || '1-6';
   const list = selectScenarios(
     scenarios(s6Rate, {
       s8Count: envNumber('BENCH_S8_COUNT', 1_000_000),
       s10Connections: envNumber('BENCH_S10_CONNECTIONS', 1000),
       s10Queues: envNumber('BENCH_S10_QUEUES', 10_000),
     }),
-    process.env.BENCH_SCENARIOS || '1-6',
+    spec,
   );
   const outArg = process.env.BENCH_OUT || 'BENCHMARKS.md';
   const out = isAbsolute(outArg) ? outArg : join(ROOT, outArg);
@@ -342,7 +350,7 @@ async function main(): Promise<void> {
     }
   } finally {
     const minutes = (Date.now() - started.getTime()) / 60000;
-    writeFileSync(out, report({ m, rabbit, rounds, duration, list, records, started, minutes, rawPath }));
+    writeFileSync(out, report({ m, rabbit, rounds, duration, list, records, started, minutes, rawPath, spec }));
     log(`wrote ${out}`);
     const keep = keepLogs || records.some((r) => r.broker === 'Warren' && r.failure !== null);
     await warren.dispose(keep);

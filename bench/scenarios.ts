@@ -27,6 +27,8 @@ export interface CustomResult {
   brokerUsPerMsg: number;
   rssMaxMb: number;
   failure: string | null;
+  /** Something the reader of the report should know about this run. */
+  note?: string;
 }
 
 export interface Scenario {
@@ -41,6 +43,8 @@ export interface Scenario {
   custom?: (ctx: CustomContext) => Promise<CustomResult>;
   /** amqpperf flags for the same load (besides -z), where amqpperf can express it. */
   amqpperf?: string[];
+  /** How to reproduce it by hand, for scenarios that are not one warren-perf run. */
+  howto?: string;
   /** Restart Warren before this scenario (a garbage-collected heap left by earlier runs would
    * hide what the scenario costs). RabbitMQ is measured as it is. */
   freshWarren?: boolean;
@@ -113,6 +117,7 @@ export function scenarios(s6Rate: number, extra: { s8Count?: number; s10Connecti
       ...p99,
       amqpperf: ['-x1', '-y1', '-s16', '-a', '-r', '10000'],
     },
+    backlogScenario(extra.s8Count ?? 1_000_000),
     {
       id: 'S9',
       title: '1 MB messages, 1 producer, 1 consumer, confirms 10, manual ack prefetch 10',
@@ -120,7 +125,6 @@ export function scenarios(s6Rate: number, extra: { s8Count?: number; s10Connecti
       ...mbs,
       amqpperf: ['-x1', '-y1', '-s1048576', '-q10', '-A1', '-c10'],
     },
-    backlogScenario(extra.s8Count ?? 1_000_000),
     idleScenario(extra.s10Connections ?? 1000, extra.s10Queues ?? 10_000),
   ];
 }
