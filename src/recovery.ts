@@ -2,6 +2,25 @@ import type { Broker } from './broker';
 import { Message } from './core/message';
 import { readExpiration } from './protocol/properties';
 import type { MessageStore } from './store/message-store';
+import { DelayedExchange, parseDelayedStoreKey } from './core/exchanges/delayed';
+
+/** Messages a durable delayed exchange held at the crash are held again, keeping their due times. */
+function restoreDelayed(broker: Broker, store: MessageStore, key: string, where: { vhost: string; exchange: string }, ids: Float64Array): number {
+  const x = broker.vhosts.get(where.vhost)?.exchanges.get(where.exchange);
+  if (!(x instanceof DelayedExchange)) {
+    store.deleteQueue(key);
+    return 0;
+  }
+  for (const id of ids) {
+    const m = store.read(id);
+    const msg = new Message(m.exchange, m.routingKey, m.properties, m.body);
+    msg.storeId = id;
+    msg.pageable = true;
+    x.restore(msg, m.publishedAt);
+    msg.pageOut(store);
+  }
+  return ids.length;
+}
 
 /**
  * Puts the messages that survived a restart back into their durable queues, in their old
@@ -12,6 +31,11 @@ export function restoreMessages(broker: Broker, store: MessageStore): void {
   const started = Date.now();
   let restored = 0;
   for (const [key, recovered] of store.recover()) {
+    const delayed = parseDelayedStoreKey(key);
+    if (delayed !== undefined) {
+      restored += restoreDelayed(broker, store, key, delayed, recovered.ids);
+      continue;
+    }
     const split = key.indexOf('\u0000');
     const vhost = broker.vhosts.get(key.slice(0, split));
     const queue = vhost?.queues.get(key.slice(split + 1));

@@ -252,7 +252,20 @@ export class VHost implements QueueObserver {
     }
     queues.length = 0;
     if (this.deadLetters.length !== 0) this.processDeadLetters();
-    if (held && n === 0) return 1; // a delayed exchange took it: routed, as far as the publisher knows
+    if (held && n === 0) {
+      // A delayed exchange took it: routed, as far as the publisher knows. Persistent messages
+      // held by a durable delayed exchange are stored so they survive a restart.
+      const x = this.heldBy!;
+      if (this.store !== null && x.durable && msg.persistent && msg.storeId === 0) {
+        msg.storeId = this.store.publish(
+          { exchange: msg.exchange, routingKey: msg.routingKey, properties: msg.rawProperties, body: msg.body },
+          [x.storeKey],
+        );
+        msg.pageable = true;
+        msg.pageOut(this.store);
+      }
+      return 1;
+    }
     return this.lastPublishRejected ? accepted : n;
   }
 
@@ -260,7 +273,13 @@ export class VHost implements QueueObserver {
   private publishReleased(x: DelayedExchange, msg: Message): void {
     if (x.deleted) return;
     const extra = publishedRoutingKeys(msg).slice(1);
+    // The stored copy under the exchange is settled once the queues have their own.
+    const heldId = msg.storeId;
+    msg.load();
+    msg.storeId = 0;
+    msg.pageable = false;
     const routed = this.publish(x, msg, extra.length === 0 ? null : extra);
+    if (heldId !== 0) this.store?.ack(x.storeKey, heldId);
     if (routed === 0 && msg.returnTo !== null) msg.returnTo.returnUnroutable(msg);
     msg.returnTo = null;
   }
@@ -272,6 +291,7 @@ export class VHost implements QueueObserver {
 
   /** Set by route() when a delayed exchange held the message. */
   private held = false;
+  private heldBy: DelayedExchange | null = null;
 
   lastPublishRejected = false;
   /** A queue the last publishes pushed past its flow high-water mark; the publisher should pause. */
@@ -382,6 +402,7 @@ export class VHost implements QueueObserver {
       const x = work.pop()!;
       if (x instanceof DelayedExchange && x.hold(msg, key)) {
         this.held = true;
+        this.heldBy = x;
         continue;
       }
       cand.length = 0;
@@ -448,7 +469,10 @@ export class VHost implements QueueObserver {
   private removeExchange(x: Exchange): void {
     x.deleted = true;
     if (x.durable) this.listener.durableChanged?.();
-    if (x instanceof DelayedExchange) x.dispose();
+    if (x instanceof DelayedExchange) {
+      x.dispose();
+      this.store?.deleteQueue(x.storeKey);
+    }
     this.exchanges.delete(x.name);
     for (const b of [...x.bindings]) {
       x.unbind(b.destination, b.routingKey, b.argumentsKey);

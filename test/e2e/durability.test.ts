@@ -196,6 +196,52 @@ describe('crash safety (kill -9)', { skip: external ? 'needs to kill the broker 
   });
 });
 
+describe('delayed messages across a crash', { skip: external ? 'needs to kill the broker process' : false }, () => {
+  it('holds persistent delayed messages through kill -9 and delivers them at their due time (late ones at once)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'warren-delayed-'));
+    const port = await freePort();
+    let warren = await startWarren(dir, port);
+    try {
+      const conn = await amqp.connect(warren.url);
+      conn.on('error', () => {});
+      const ch = await conn.createConfirmChannel();
+      await ch.assertExchange('later', 'x-delayed-message', { durable: true, arguments: { 'x-delayed-type': 'direct' } });
+      await ch.assertQueue('due', { durable: true });
+      await ch.bindQueue('due', 'later', 'k');
+      const t0 = Date.now();
+      ch.publish('later', 'k', Buffer.from('soon'), { persistent: true, headers: { 'x-delay': 300 } });
+      ch.publish('later', 'k', Buffer.from('later'), { persistent: true, headers: { 'x-delay': 4000 } });
+      ch.publish('later', 'k', Buffer.from('transient'), { persistent: false, headers: { 'x-delay': 300 } });
+      await ch.waitForConfirms();
+      await kill9(warren);
+      // Restart after the first is due but before the second.
+      await new Promise((r) => setTimeout(r, Math.max(0, t0 + 600 - Date.now())));
+      warren = await startWarren(dir, port);
+      const c2 = await amqp.connect(warren.url);
+      c2.on('error', () => {});
+      const ch2 = await c2.createChannel();
+      const got: Array<{ body: string; at: number }> = [];
+      await new Promise<void>((resolve) => {
+        void ch2.consume(
+          'due',
+          (m) => {
+            if (m === null) return;
+            got.push({ body: m.content.toString(), at: Date.now() - t0 });
+            if (got.length === 2) resolve();
+          },
+          { noAck: true },
+        );
+      });
+      assert.deepEqual(got.map((g) => g.body), ['soon', 'later']);
+      assert.ok(got[1]!.at >= 4000 - 50, `the 4 s message came after ${got[1]!.at} ms`);
+      await c2.close();
+    } finally {
+      await kill9(warren);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('long durable backlogs', { skip: external ? 'uses an embedded broker with a data directory' : false }, () => {
   it('pages message bytes out of memory and reads them back intact and in order on delivery', async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'warren-page-'));

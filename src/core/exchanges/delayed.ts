@@ -43,10 +43,25 @@ export class DelayedExchange extends Exchange {
     if (msg.delayHeld) return true; // already held for another of its CC routing keys
     const delay = fieldInt(tableGet(msg.properties.headers, 'x-delay'));
     if (delay === undefined || delay <= 0) return false;
+    this.schedule(msg, Date.now() + delay);
+    return true;
+  }
+
+  /** Recovery: a stored delayed message is held again until its original due time (at once if late). */
+  restore(msg: Message, publishedAt: number): void {
+    const delay = fieldInt(tableGet(msg.properties.headers, 'x-delay')) ?? 0;
+    this.schedule(msg, publishedAt + Math.max(0, delay));
+  }
+
+  /** Key under which persistent held messages of a durable delayed exchange sit in the store. */
+  get storeKey(): string {
+    return delayedStoreKey(this.vhost, this.name);
+  }
+
+  private schedule(msg: Message, due: number): void {
     msg.refs++;
     msg.delayHeld = true;
-    this.push({ due: Date.now() + delay, seq: this.seq++, msg, routingKey });
-    return true;
+    this.push({ due, seq: this.seq++, msg, routingKey: msg.routingKey });
   }
 
   route(msg: Message, routingKey: string, out: Destination[]): void {
@@ -124,6 +139,19 @@ export class DelayedExchange extends Exchange {
     }
     return top;
   }
+}
+
+const DELAYED_SUFFIX = '\u0000x-delayed';
+
+export function delayedStoreKey(vhost: string, exchange: string): string {
+  return `${vhost}\u0000${exchange}${DELAYED_SUFFIX}`;
+}
+
+/** The (vhost, exchange) of a store key made by delayedStoreKey, or undefined for a queue key. */
+export function parseDelayedStoreKey(key: string): { vhost: string; exchange: string } | undefined {
+  if (!key.endsWith(DELAYED_SUFFIX)) return undefined;
+  const split = key.indexOf('\u0000');
+  return { vhost: key.slice(0, split), exchange: key.slice(split + 1, key.length - DELAYED_SUFFIX.length) };
 }
 
 /** Due time first, then publish order, so equal delays keep their order. */
