@@ -174,3 +174,21 @@ describe('bindings', () => {
     for (const b of r.json) assert.deepEqual(Object.keys(b), ['source', 'vhost', 'destination', 'destination_type', 'routing_key', 'arguments', 'properties_key']);
   });
 });
+
+describe('delayed-message exchanges', () => {
+  it('counts the messages a delayed exchange holds as messages_delayed', async () => {
+    const x = uniq('delayed');
+    const put = await mgmt.api(`/api/exchanges/%2F/${x}`, { method: 'PUT', body: { type: 'x-delayed-message', arguments: { 'x-delayed-type': 'fanout' } } });
+    assert.equal(put.status, 201);
+    for (let i = 0; i < 3; i++) {
+      const r = await mgmt.api(`/api/exchanges/%2F/${x}/publish`, {
+        method: 'POST',
+        body: { routing_key: '', payload: `m${i}`, payload_encoding: 'string', properties: { headers: { 'x-delay': 60_000 } } },
+      });
+      assert.equal(r.status, 200);
+    }
+    const r = await mgmt.api(`/api/exchanges/%2F/${x}`);
+    assert.equal(r.json.messages_delayed, 3);
+    assert.equal((await mgmt.api(`/api/exchanges/%2F/${x}`, { method: 'DELETE' })).status, 204);
+  });
+});

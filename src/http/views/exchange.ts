@@ -1,4 +1,5 @@
 import { Binding, Exchange, isQueue } from '../../core/exchanges/exchange';
+import { DelayedExchange } from '../../core/exchanges/delayed';
 import type { Queue } from '../../core/queue/queue';
 import type { VHost } from '../../core/vhost';
 import { X } from '../../observability/broker-stats';
@@ -20,6 +21,8 @@ export function exchangeView(m: Management, x: Exchange): Record<string, unknown
     arguments: tableJson(x.arguments),
     user_who_performed_action: 'rmq-internal',
     message_stats: stats,
+    // Warren's addition: messages a delayed-message exchange holds until their x-delay ends.
+    ...(x instanceof DelayedExchange ? { messages_delayed: x.heldCount } : {}),
   };
 }
 
