@@ -143,6 +143,54 @@ describe('crash safety (kill -9)', { skip: external ? 'needs to kill the broker 
     });
   }
 
+  it('does not bring back messages whose acks were confirmed by a later round trip, and redelivers the rest (kill -9 while consuming)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'warren-acks-'));
+    dirs.push(dir);
+    const port = await freePort();
+    let warren = await startWarren(dir, port);
+    const conn = await amqp.connect(warren.url);
+    conn.on('error', () => {});
+    const pub = await conn.createConfirmChannel();
+    await pub.assertQueue('acked', { durable: true });
+    const n = 500;
+    for (let i = 0; i < n; i++) pub.sendToQueue('acked', Buffer.from(String(i)), { persistent: true });
+    await pub.waitForConfirms();
+    const ch = await conn.createChannel();
+    await ch.prefetch(50);
+    const acked = new Set<string>();
+    let stop = false;
+    await ch.consume('acked', (m) => {
+      if (m === null || stop) return;
+      ch.ack(m);
+      acked.add(m.content.toString());
+    });
+    while (acked.size < 200) await new Promise((r) => setTimeout(r, 5));
+    stop = true;
+    // A synchronous round trip after the acks: once it returns, the broker has processed them.
+    await ch.checkQueue('acked');
+    const surelyAcked = new Set(acked);
+    await new Promise((r) => setTimeout(r, 200)); // let the store write the ack records
+    await kill9(warren);
+
+    warren = await startWarren(dir, port);
+    try {
+      const c2 = await amqp.connect(warren.url);
+      c2.on('error', () => {});
+      const ch2 = await c2.createChannel();
+      const back = new Set<string>();
+      for (;;) {
+        const m = await ch2.get('acked', { noAck: true });
+        if (m === false) break;
+        back.add(m.content.toString());
+      }
+      for (const body of surelyAcked) assert.ok(!back.has(body), `acked message ${body} came back`);
+      for (let i = 0; i < n; i++) assert.ok(back.has(String(i)) || acked.has(String(i)), `message ${i} is lost`);
+      await c2.close();
+    } finally {
+      await kill9(warren);
+    }
+  });
+
   it('recovers durable exchanges, queues and bindings but not transient ones, and marks delivered-unacked messages redelivered', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'warren-meta-'));
     dirs.push(dir);
