@@ -3,7 +3,7 @@ import type { Exchange } from '../core/exchanges/exchange';
 import { Message } from '../core/message';
 import type { Queue, QueueEntry } from '../core/queue/queue';
 import { AmqpError } from '../protocol/errors';
-import { FieldValue, fieldInt, tableGet, tablePlain } from '../protocol/field-table';
+import { fieldInt, tableGet, tablePlain } from '../protocol/field-table';
 import { FRAME_BODY, FRAME_HEADER, FRAME_METHOD } from '../protocol/frame-reader';
 import { decodeProperties, encodeProperties, readExpiration } from '../protocol/properties';
 import { decodeMethod, M, Method, MethodOf } from '../protocol/spec';
@@ -16,7 +16,9 @@ import { handleTopologyMethod } from './topology';
 import { Transaction } from './transaction';
 import { ConfirmTracker } from './confirms';
 import { validateConsumerPriority } from '../core/queue/arguments';
-import { Delivery, UnackedDeliveries } from './unacked';
+import { Delivery, requeueByQueue, UnackedDeliveries } from './unacked';
+import { ConsumerTimeouts } from './consumer-timeout';
+import { EXPIRATION_FLAG, INSPECTED_PROPERTIES, parseExpiration, routingKeysOf } from './publish-properties';
 
 
 type State = 'open' | 'closing' | 'closed';
@@ -30,8 +32,7 @@ export class Channel {
   private readonly assembler = new ContentAssembler();
   readonly consumers = new Map<string, ChannelConsumer>();
   private readonly unacked = new UnackedDeliveries();
-  private timeoutTimer: NodeJS.Timeout | null = null;
-  private timeoutAt = Infinity;
+  private readonly timeouts: ConsumerTimeouts;
   private nextDeliveryTag = 1;
   private prefetchCount = 0;
   private globalPrefetch = 0;
@@ -46,7 +47,24 @@ export class Channel {
     readonly id: number,
     readonly conn: Connection,
     readonly session: SessionContext,
-  ) {}
+  ) {
+    const channel = this;
+    this.timeouts = new ConsumerTimeouts({
+      id,
+      get isOpen() {
+        return channel.state === 'open';
+      },
+      unacked: this.unacked,
+      defaultTimeout: conn.broker.config.consumerTimeout,
+      action: conn.broker.config.consumerTimeoutAction,
+      fail: (err) => this.fail(err),
+      cancelTimedOut: (c) => {
+        conn.log.info({ channel: id, consumer: c.tag, queue: c.queue.name }, 'consumer timed out, cancelling it');
+        this.cancel(c.tag);
+        conn.sendMethod(id, { key: M.BasicCancel, consumerTag: c.tag, noWait: true });
+      },
+    });
+  }
 
   get prefetch(): number {
     return this.prefetchCount;
@@ -432,8 +450,7 @@ export class Channel {
 
   private track(d: Delivery): void {
     this.unacked.add(d);
-    const timeout = d.queue.settings.consumerTimeout ?? this.conn.broker.config.consumerTimeout;
-    if (timeout > 0) this.armConsumerTimeout(d.deliveredAt + timeout);
+    this.timeouts.track(d);
   }
 
   /** basic.ack / nack / reject: settled now, or at commit inside a transaction. */
@@ -462,62 +479,6 @@ export class Channel {
     requeueByQueue(this.unacked.takeAll());
     this.drainQueues();
   }
-
-  // ---- consumer timeout ------------------------------------------------------------------
-
-  /** One timer per channel, armed for the earliest delivery deadline; never one per message. */
-  private armConsumerTimeout(at: number): void {
-    if (at >= this.timeoutAt || this.state !== 'open') return;
-    if (this.timeoutTimer !== null) clearTimeout(this.timeoutTimer);
-    this.timeoutAt = at;
-    this.timeoutTimer = setTimeout(() => this.onConsumerTimeout(), Math.max(0, at - Date.now()));
-    this.timeoutTimer.unref();
-  }
-
-  private onConsumerTimeout(): void {
-    this.timeoutTimer = null;
-    this.timeoutAt = Infinity;
-    if (this.state !== 'open') return;
-    const config = this.conn.broker.config;
-    const { stuck, next } = this.unacked.overdue(Date.now(), config.consumerTimeout);
-    if (stuck.length !== 0) {
-      const timeout = stuck[0]!.queue.settings.consumerTimeout ?? config.consumerTimeout;
-      if (config.consumerTimeoutAction === 'close-channel') {
-        this.fail(
-          new AmqpError(
-            'PRECONDITION_FAILED',
-            `delivery acknowledgement on channel ${this.id} timed out. Timeout value used: ${timeout} ms. ` +
-              'This timeout value can be configured, see consumers doc guide to learn more',
-          ),
-        );
-        return;
-      }
-      this.timeOutConsumers(stuck);
-    }
-    if (next !== Infinity) this.armConsumerTimeout(next);
-  }
-
-  /**
-   * Warren's default: only the stuck consumers go (server-sent basic.cancel) and their
-   * unacked messages are requeued; the channel and its other consumers carry on.
-   * A stuck basic.get delivery is simply requeued.
-   */
-  private timeOutConsumers(stuck: Delivery[]): void {
-    const consumers = new Set<ChannelConsumer>();
-    const gets: Delivery[] = [];
-    for (const d of stuck) {
-      if (d.consumer !== null) consumers.add(d.consumer);
-      else gets.push(d);
-    }
-    for (const c of consumers) {
-      this.conn.log.info({ channel: this.id, consumer: c.tag, queue: c.queue.name }, 'consumer timed out, cancelling it');
-      this.cancel(c.tag);
-      this.conn.sendMethod(this.id, { key: M.BasicCancel, consumerTag: c.tag, noWait: true });
-      requeueByQueue(this.unacked.takeConsumer(c));
-    }
-    for (const d of gets) requeueByQueue(this.unacked.take(d.tag, false, 0));
-  }
-
 
   // ---- transactions ----------------------------------------------------------------------
 
@@ -566,8 +527,7 @@ export class Channel {
     if (this.state === 'open') this.state = 'closing';
     this.assembler.reset();
     this.tx = null;
-    if (this.timeoutTimer !== null) clearTimeout(this.timeoutTimer);
-    this.timeoutTimer = null;
+    this.timeouts.stop();
     // Requeue before the consumers go: this channel no longer accepts deliveries, so the
     // messages return to their places first and the next consumer (e.g. the next single
     // active consumer) receives them in order.
@@ -587,43 +547,3 @@ export class Channel {
   }
 }
 
-const EXPIRATION_FLAG = 0x0100;
-
-/** RabbitMQ's rabbit_basic:parse_expiration: a non-negative integer of milliseconds, as a string. */
-function parseExpiration(text: string): number {
-  const fail = (reason: string): never => {
-    throw new AmqpError('PRECONDITION_FAILED', `invalid expiration '${text}': ${reason}`, 60, 40);
-  };
-  const m = /^([+-]?\d+)(.*)$/s.exec(text);
-  if (m === null) fail('no_integer');
-  if (m![2] !== '') fail(`{leftover_string,"${m![2]}"}`);
-  const n = BigInt(m![1]!);
-  if (n < 0n) fail(`{value_negative,${n}}`);
-  // RabbitMQ's limit: the TTL must fit Erlang's timer range (2^32 - 1 ms).
-  if (n > 4294967295n) fail(`{value_too_large,${n}}`);
-  return Number(n);
-}
-
-/** user-id (0x0010), reply-to (0x0200) and headers (0x2000) property flags. */
-const INSPECTED_PROPERTIES = 0x0010 | 0x0200 | 0x2000;
-
-function routingKeysOf(v: FieldValue | undefined): string[] {
-  if (v === undefined) return [];
-  if (v.type === 'S') return [v.value.toString('utf8')];
-  if (v.type !== 'A') return [];
-  const keys: string[] = [];
-  for (const item of v.value) if (item.type === 'S') keys.push(item.value.toString('utf8'));
-  return keys;
-}
-
-/** Requeue grouped per queue so each queue restores its order in one merge. */
-function requeueByQueue(deliveries: Delivery[]): void {
-  if (deliveries.length === 0) return;
-  const byQueue = new Map<Queue, QueueEntry[]>();
-  for (const d of deliveries) {
-    let list = byQueue.get(d.queue);
-    if (list === undefined) byQueue.set(d.queue, (list = []));
-    list.push(d.entry);
-  }
-  for (const [q, entries] of byQueue) q.requeue(entries);
-}

@@ -91,3 +91,15 @@ export class UnackedDeliveries {
     if (d.consumer !== null) d.consumer.unacked--;
   }
 }
+
+/** Requeue grouped per queue so each queue restores its order in one merge. */
+export function requeueByQueue(deliveries: Delivery[]): void {
+  if (deliveries.length === 0) return;
+  const byQueue = new Map<Queue, QueueEntry[]>();
+  for (const d of deliveries) {
+    let list = byQueue.get(d.queue);
+    if (list === undefined) byQueue.set(d.queue, (list = []));
+    list.push(d.entry);
+  }
+  for (const [q, entries] of byQueue) q.requeue(entries);
+}
