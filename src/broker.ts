@@ -9,6 +9,7 @@ import { Config, defaultConfig } from './config';
 import { VHost } from './core/vhost';
 import { PolicyStore } from './core/policy';
 import { ResourceAlarms } from './core/alarms';
+import { LimitStore } from './core/limits';
 import { createLogger, Logger } from './observability/logger';
 import type { MessageStore } from './store/message-store';
 import { SegmentStore } from './store/segment-store';
@@ -53,6 +54,8 @@ export class Broker implements BrokerContext {
   readonly directReply = new DirectReplyRegistry();
   readonly connections = new Set<Connection>();
   readonly policies = new PolicyStore();
+  /** Vhost and user resource limits (max-connections, max-queues, max-channels). */
+  readonly limits = new LimitStore(this.vhosts, this.users, this.connections);
   readonly alarms: ResourceAlarms;
   /** Persistent messages of durable queues; null when running in memory (no dataDir). */
   readonly store: MessageStore | null;
@@ -89,6 +92,7 @@ export class Broker implements BrokerContext {
       this.vhosts.get(vhost)?.reapplyPolicies();
       this.metadata?.markDirty();
     };
+    this.limits.onChange = () => this.metadata?.markDirty();
     this.metadata =
       config.dataDir === null ? null : new DurableMetadata(this, new DefinitionsStore(config.dataDir, this.logger.child({ component: 'definitions' })));
     if (this.metadata === null || !this.metadata.restore()) {

@@ -6,10 +6,11 @@ import { argumentsTable, tableJson } from './http/views/json';
 import { Definitions, DefinitionsStore, JsonObject, emptyDefinitions } from './store/definitions-store';
 
 /**
- * Durable metadata (vhosts, users, permissions, policies, durable exchanges and queues, and
- * bindings between durable ends) kept in the definitions file. Changes mark it dirty; it is
- * saved before the connection that made them writes its reply, so a declare-ok or a confirm
- * never reaches a client ahead of the definitions it depends on.
+ * Durable metadata (vhosts, users with their limits, permissions, policies, vhost limits,
+ * durable exchanges and queues, and bindings between durable ends) kept in the definitions
+ * file. Changes mark it dirty; it is saved before the connection that made them writes its
+ * reply, so a declare-ok or a confirm never reaches a client ahead of the definitions it
+ * depends on.
  */
 export class DurableMetadata {
   private dirty = false;
@@ -50,6 +51,8 @@ export class DurableMetadata {
         else ((defs as unknown as { operator_policies: unknown[] }).operator_policies ??= []).push(row);
       }
     }
+    // RabbitMQ keeps vhost limits as the runtime parameter vhost-limits/limits of the vhost.
+    for (const l of b.limits.listVhostLimits()) defs.parameters.push({ vhost: l.vhost, component: 'vhost-limits', name: 'limits', value: l.value });
     for (const v of b.vhosts.values()) {
       defs.vhosts.push({ name: v.name } as never);
       for (const x of v.exchanges.values()) {
@@ -95,6 +98,11 @@ export class DurableMetadata {
     for (const [kind, list] of [['policy', defs.policies], ['operator', operator]] as const) {
       for (const p of list) {
         b.policies.set(kind, { vhost: p.vhost, name: p.name, pattern: p.pattern, applyTo: p['apply-to'] as ApplyTo, priority: p.priority, definition: p.definition });
+      }
+    }
+    for (const p of defs.parameters) {
+      if (p.component === 'vhost-limits' && typeof p.value === 'object' && p.value !== null && !Array.isArray(p.value)) {
+        b.limits.setVhostLimits(p.vhost, p.value as Record<string, number>);
       }
     }
     const owner = {};

@@ -4,6 +4,7 @@ import type { VHost } from '../core/vhost';
 import type { Logger } from '../observability/logger';
 import type { DirectReplyRegistry } from './direct-reply';
 import type { MessageStore } from '../store/message-store';
+import type { LimitStore } from '../core/limits';
 
 /** What the AMQP layer needs from the broker; passed in, never global. */
 export interface BrokerContext {
@@ -15,6 +16,8 @@ export interface BrokerContext {
   readonly directReply: DirectReplyRegistry;
   /** Null when running in memory: persistent messages are then confirmed like transient ones. */
   readonly store: MessageStore | null;
+  /** Vhost and user limits (max connections, queues, channels). */
+  readonly limits?: LimitStore;
   /** Durable metadata changed by this turn's methods is saved before replies go out. */
   persistMetadata(): void;
 }

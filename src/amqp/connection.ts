@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import { AccessContext } from '../auth/users';
 import type { VHost } from '../core/vhost';
+import type { LimitStore } from '../core/limits';
 import type { Queue } from '../core/queue/queue';
 import type { Logger } from '../observability/logger';
 import { AmqpError, erlangBinary, UnknownMethodError } from '../protocol/errors';
@@ -211,6 +212,7 @@ export class Connection implements FrameSink {
       if (this.channels.size >= this.channelMax) {
         throw new AmqpError('NOT_ALLOWED', `number of channels opened (${this.channels.size}) has reached the negotiated channel_max (${this.channelMax})`, 20, 10);
       }
+      this.limits?.checkChannelOpen(this.user!);
       ch = new Channel(channel, this, { vhost: this.vhost!, access: this.access! });
       this.channels.set(channel, ch);
       this.sendMethod(channel, { key: M.ChannelOpenOk });
@@ -321,6 +323,8 @@ export class Connection implements FrameSink {
   private open(vhostName: string): void {
     const vhost = this.broker.vhosts.get(vhostName);
     if (vhost === undefined) throw new AmqpError('NOT_ALLOWED', `vhost ${vhostName} not found`, 10, 40);
+    // RabbitMQ checks the vhost's and the user's connection limits before the permission.
+    this.limits?.checkConnectionOpen(vhost, this.user!);
     const perm = this.broker.users.permission(vhostName, this.user!.name);
     if (perm === undefined) {
       throw new AmqpError('NOT_ALLOWED', `access to vhost '${vhostName}' refused for user '${this.user!.name}'`, 10, 40);
@@ -332,6 +336,11 @@ export class Connection implements FrameSink {
     this.state = 'opened';
     this.sendMethod(0, { key: M.ConnectionOpenOk });
     this.log.info({ user: this.user!.name, vhost: vhostName }, 'connection opened');
+  }
+
+  /** The broker's resource limits (src/broker.ts owns them; a bare BrokerContext has none). */
+  private get limits(): LimitStore | undefined {
+    return this.broker.limits;
   }
 
   get userName(): string {

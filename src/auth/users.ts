@@ -93,6 +93,28 @@ export class UserStore {
     return user;
   }
 
+  /** Sets one of the user's limits (max-connections, max-channels); false when there is no such user. */
+  setLimit(name: string, limit: string, value: number): boolean {
+    const user = this.users.get(name);
+    if (user === undefined) return false;
+    user.limits = { ...user.limits, [limit]: value };
+    this.generation++;
+    return true;
+  }
+
+  /** Clears one of the user's limits; clearing one that is not set succeeds. */
+  clearLimit(name: string, limit: string): boolean {
+    const user = this.users.get(name);
+    if (user === undefined) return false;
+    if (limit in user.limits) {
+      const rest = { ...user.limits };
+      delete rest[limit];
+      user.limits = rest;
+      this.generation++;
+    }
+    return true;
+  }
+
   /** Removes the user with every permission they had. */
   deleteUser(name: string): boolean {
     if (!this.users.delete(name)) return false;

@@ -319,6 +319,72 @@ function buildProgram(io: Io, env: NodeJS.ProcessEnv, run: (action: (g: Globals,
       }),
     );
 
+  // ---- limits ----
+  program
+    .command('set_vhost_limits <definition>')
+    .description('replace the limits of the vhost (-p); definition is JSON, e.g. \'{"max-connections": 100, "max-queues": 10}\' (-1 = no limit)')
+    .action((definition: string) =>
+      run(async (g, c) => {
+        const limits = parseJsonArg(definition, 'definition');
+        const base = `/api/vhost-limits/${seg(g.vhost)}`;
+        // rabbitmqctl replaces the vhost's limits as a whole; limits left out are cleared.
+        const current = (await c.get<Array<{ value: Record<string, number> }>>(base))[0]?.value ?? {};
+        for (const [name, value] of Object.entries(limits)) await c.put(`${base}/${seg(name)}`, { value });
+        for (const name of Object.keys(current)) if (!(name in limits)) await c.delete(`${base}/${seg(name)}`);
+        done(g, `limits of vhost '${g.vhost}' set`);
+      }),
+    );
+  program
+    .command('clear_vhost_limits')
+    .description('remove all limits of the vhost (-p)')
+    .action(() =>
+      run(async (g, c) => {
+        const base = `/api/vhost-limits/${seg(g.vhost)}`;
+        const current = (await c.get<Array<{ value: Record<string, number> }>>(base))[0]?.value ?? {};
+        for (const name of Object.keys(current)) await c.delete(`${base}/${seg(name)}`);
+        done(g, `limits of vhost '${g.vhost}' cleared`);
+      }),
+    );
+  program
+    .command('list_vhost_limits')
+    .description('limits of the vhost (-p), or of every vhost with --global')
+    .option('--global', 'list the limits of every vhost', false)
+    .action((o: { global: boolean }) =>
+      run(async (g, c) => {
+        const rows = await c.get<Row[]>(o.global ? '/api/vhost-limits' : `/api/vhost-limits/${seg(g.vhost)}`);
+        out(g, rows, () => table(rows, ['vhost', 'value']));
+      }),
+    );
+  program
+    .command('set_user_limits <user> <definition>')
+    .description('set limits of a user; definition is JSON, e.g. \'{"max-connections": 10, "max-channels": 100}\' (-1 = no limit)')
+    .action((user: string, definition: string) =>
+      run(async (g, c) => {
+        // As rabbitmqctl: the given limits are set, the user's other limits stay.
+        for (const [name, value] of Object.entries(parseJsonArg(definition, 'definition'))) await c.put(`/api/user-limits/${seg(user)}/${seg(name)}`, { value });
+        done(g, `limits of user '${user}' set`);
+      }),
+    );
+  program
+    .command('clear_user_limits <user> <limit>')
+    .description("remove one limit of a user (max-connections, max-channels), or 'all'")
+    .action((user: string, limit: string) =>
+      run(async (g, c) => {
+        const names = limit === 'all' ? Object.keys((await c.get<Array<{ value: Record<string, number> }>>(`/api/user-limits/${seg(user)}`))[0]?.value ?? {}) : [limit];
+        for (const name of names) await c.delete(`/api/user-limits/${seg(user)}/${seg(name)}`);
+        done(g, `limits of user '${user}' cleared`);
+      }),
+    );
+  program
+    .command('list_user_limits [user]')
+    .description('limits of one user, or of every user')
+    .action((user: string | undefined) =>
+      run(async (g, c) => {
+        const rows = await c.get<Row[]>(user === undefined ? '/api/user-limits' : `/api/user-limits/${seg(user)}`);
+        out(g, rows, () => table(rows, ['user', 'value']));
+      }),
+    );
+
   // ---- definitions and connections ----
   program
     .command('export_definitions <file>')

@@ -13,6 +13,7 @@ import { deadLetterCopy, isCycle, publishedRoutingKeys } from './dead-letter';
 import type { MessageStore } from '../store/message-store';
 import { checkQueueEquivalence, checkExchangeEquivalence } from './equivalence';
 import { validateQueueArguments } from './queue/arguments';
+import { checkQueueLimit } from './limits';
 
 export interface ExchangeDeclare extends ExchangeOptions {
   name: string;
@@ -145,6 +146,7 @@ export class VHost implements QueueObserver {
       return { queue: existing, created: false };
     }
     if (d.passive) throw this.noQueue(name);
+    if (!restoring) checkQueueLimit(this, name);
     validateQueueArguments(name, this.name, d.arguments);
     const q = new Queue(this.name, name, { ...d, store: this.store }, this, this.settingsFor(name, d.arguments));
     this.queues.set(name, q);

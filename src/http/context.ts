@@ -3,6 +3,7 @@ import type { User, UserStore } from '../auth/users';
 import type { Connection } from '../amqp/connection';
 import type { Config } from '../config';
 import type { PolicyStore } from '../core/policy';
+import type { LimitStore } from '../core/limits';
 import type { VHost } from '../core/vhost';
 import type { Logger } from '../observability/logger';
 import type { BrokerStats } from '../observability/broker-stats';
@@ -15,6 +16,8 @@ export interface ManagedBroker {
   readonly users: UserStore;
   readonly vhosts: Map<string, VHost>;
   readonly policies: PolicyStore;
+  /** Vhost and user resource limits. */
+  readonly limits: LimitStore;
   readonly connections: Set<Connection>;
   readonly version: string;
   /** Memory and disk alarms (src/core/alarms.ts), when the broker runs them. */

@@ -9,6 +9,7 @@ import { registerDefinitions } from './api/definitions';
 import { registerExchanges } from './api/exchanges';
 import { registerOverview } from './api/overview';
 import { registerPolicies } from './api/policies';
+import { registerLimits } from './api/limits';
 import { registerQueues } from './api/queues';
 import { registerUsers } from './api/users';
 import { registerVhosts } from './api/vhosts';
@@ -47,6 +48,7 @@ function buildRouter(): Router<Handler> {
   registerVhosts(r);
   registerUsers(r);
   registerPolicies(r);
+  registerLimits(r);
   registerDefinitions(r);
   return r;
 }

@@ -16,6 +16,8 @@ import { argumentsTable, tableJson } from '../views/json';
 import { API_COMPATIBILITY_VERSION } from '../views/node';
 import { userView } from '../views/vhost';
 import { policyFromBody } from './policies';
+import { limitsProblem } from './limits';
+import { USER_LIMITS, VHOST_LIMITS } from '../../core/limits';
 import { createVhost } from './vhosts';
 
 // ---- export --------------------------------------------------------------------------------
@@ -85,6 +87,14 @@ function operatorPolicyParameters(m: Management, vhost: string | undefined, with
   }));
 }
 
+/** RabbitMQ exports vhost limits as the runtime parameter vhost-limits/limits of each vhost. */
+function vhostLimitParameters(m: Management, vhost: string | undefined, withVhost: boolean): Record<string, unknown>[] {
+  return m.broker.limits
+    .listVhostLimits()
+    .filter((l) => vhost === undefined || l.vhost === vhost)
+    .map((l) => ({ value: l.value, ...(withVhost ? { vhost: l.vhost } : {}), component: 'vhost-limits', name: 'limits' }));
+}
+
 /** The whole broker in RabbitMQ's definitions format (what `rabbitmqctl export_definitions` writes). */
 export function exportDefinitions(m: Management): Record<string, unknown> {
   const users = m.broker.users;
@@ -105,7 +115,7 @@ export function exportDefinitions(m: Management): Record<string, unknown> {
     }),
     permissions: users.listPermissions(),
     topic_permissions: users.listTopicPermissions(),
-    parameters: operatorPolicyParameters(m, undefined, true),
+    parameters: [...vhostLimitParameters(m, undefined, true), ...operatorPolicyParameters(m, undefined, true)],
     global_parameters: [{ name: 'cluster_name', value: m.broker.config.clusterName }, ...[...m.globalParameters].map(([name, value]) => ({ name, value }))],
     policies: policiesOf(m, 'policy', undefined, true),
     queues: vhosts.flatMap((v) => queuesOf(v, true)),
@@ -119,7 +129,7 @@ export function exportVhostDefinitions(m: Management, v: VHost): Record<string, 
   return {
     rabbit_version: API_COMPATIBILITY_VERSION,
     rabbitmq_version: API_COMPATIBILITY_VERSION,
-    parameters: operatorPolicyParameters(m, v.name, false),
+    parameters: [...vhostLimitParameters(m, v.name, false), ...operatorPolicyParameters(m, v.name, false)],
     policies: policiesOf(m, 'policy', v.name, false),
     queues: queuesOf(v, false),
     exchanges: exchangesOf(v, false),
@@ -186,6 +196,7 @@ interface Plan {
   permissions: PermissionDef[];
   topicPermissions: TopicPermissionDef[];
   policies: Array<{ kind: PolicyKind; policy: Policy }>;
+  vhostLimits: Array<{ vhost: string; limits: Record<string, number> }>;
   globalParameters: Array<{ name: string; value: unknown }>;
   queues: QueueDef[];
   exchanges: ExchangeDef[];
@@ -218,7 +229,7 @@ function regexOk(patterns: string[]): void {
  * where objects carry no vhost field (and one given is overridden).
  */
 function planImport(m: Management, defs: Record<string, unknown>, onlyVhost: string | undefined): Plan {
-  const plan: Plan = { users: [], vhosts: [], permissions: [], topicPermissions: [], policies: [], globalParameters: [], queues: [], exchanges: [], bindings: [], skipped: [] };
+  const plan: Plan = { users: [], vhosts: [], permissions: [], topicPermissions: [], policies: [], vhostLimits: [], globalParameters: [], queues: [], exchanges: [], bindings: [], skipped: [] };
   const broker = m.broker;
   const vhostOf = (b: Body): string => onlyVhost ?? b.require('vhost').str('vhost', '');
 
@@ -238,6 +249,8 @@ function planImport(m: Management, defs: Record<string, unknown>, onlyVhost: str
       }
       const tags = b.has('tags') ? parseTags(b.raw.tags) : [];
       const limits = b.object('limits') as Record<string, number> | undefined;
+      const limitsBad = limits === undefined ? undefined : limitsProblem(limits, USER_LIMITS, 'user-limits');
+      if (limitsBad !== undefined) throw badRequest(`user '${name}': ${limitsBad}`);
       plan.users.push({ name, credentials, tags, limits });
     }
     for (const b of section(defs, 'vhosts')) {
@@ -282,6 +295,18 @@ function planImport(m: Management, defs: Record<string, unknown>, onlyVhost: str
   for (const b of section(defs, 'parameters')) {
     const component = b.require('component', 'name').str('component', '');
     const name = b.str('name', '');
+    if (component === 'vhost-limits' && name === 'limits') {
+      const vhost = vhostOf(b);
+      needVhost(vhost);
+      const value = b.require('value').raw.value;
+      // RabbitMQ writes a vhost whose limits were all cleared as an empty list.
+      const limits = Array.isArray(value) && value.length === 0 ? {} : value;
+      if (typeof limits !== 'object' || limits === null || Array.isArray(limits)) throw badRequest(`Validation failed\n\nvhost limits must be an object\n (${vhost}/vhost-limits/limits)`);
+      const problem = limitsProblem(limits as Record<string, unknown>, VHOST_LIMITS, 'limits');
+      if (problem !== undefined) throw badRequest(`Validation failed\n\n${problem}\n (${vhost}/vhost-limits/limits)`);
+      plan.vhostLimits.push({ vhost, limits: limits as Record<string, number> });
+      continue;
+    }
     if (component !== 'operator_policy') {
       plan.skipped.push(`parameter ${component}/${name} (no such component)`);
       continue;
@@ -343,7 +368,31 @@ function planImport(m: Management, defs: Record<string, unknown>, onlyVhost: str
       arguments: argumentsTable(b.object('arguments')),
     });
   }
+  checkQueueLimits(m, plan);
   return plan;
+}
+
+/**
+ * RabbitMQ refuses a whole import whose new queues would take a vhost over its current
+ * max-queues, before anything is applied.
+ */
+function checkQueueLimits(m: Management, plan: Plan): void {
+  const added = new Map<string, Set<string>>();
+  for (const q of plan.queues) {
+    const v = m.broker.vhosts.get(q.vhost);
+    if (v === undefined || v.queues.has(q.name)) continue;
+    let names = added.get(q.vhost);
+    if (names === undefined) added.set(q.vhost, (names = new Set()));
+    names.add(q.name);
+  }
+  for (const [vhost, names] of added) {
+    const limit = m.broker.limits.vhost(vhost)?.['max-queues'];
+    const count = m.broker.vhosts.get(vhost)!.queues.size;
+    if (limit === undefined || limit < 0 || count + names.size <= limit) continue;
+    throw badRequest(
+      `Adding ${names.size} queue(s) to virtual host "${vhost}" would exceed the limit of ${limit} queue(s).\n\nThis virtual host currently has ${count} queue(s) defined.\n\nImport aborted!`,
+    );
+  }
 }
 
 /**
@@ -366,6 +415,7 @@ function applyPlan(m: Management, plan: Plan, actingUser: string): void {
   }
   for (const p of plan.permissions) broker.users.setPermission(p.vhost, p.user, p.configure, p.write, p.read);
   for (const t of plan.topicPermissions) broker.users.setTopicPermission(t.vhost, t.user, t.exchange, t.write, t.read);
+  for (const l of plan.vhostLimits) broker.limits.setVhostLimits(l.vhost, l.limits);
   for (const g of plan.globalParameters) {
     if (g.name === 'cluster_name' && typeof g.value === 'string' && g.value !== '') broker.config.clusterName = g.value;
     else if (g.name !== 'cluster_name') m.globalParameters.set(g.name, g.value);

@@ -161,8 +161,5 @@ export function registerPolicies(r: Router<Handler>): void {
     .put('/api/global-parameters/:name', putGlobal)
     .delete('/api/global-parameters/:name', deleteGlobal)
     .get('/api/cluster-name', getClusterName)
-    .put('/api/cluster-name', putClusterName)
-    .get('/api/vhost-limits', emptyList)
-    .get('/api/vhost-limits/:vhost', emptyList)
-    .get('/api/user-limits', emptyList);
+    .put('/api/cluster-name', putClusterName);
 }
