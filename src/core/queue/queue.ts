@@ -1,10 +1,11 @@
 import { AmqpError } from '../../protocol/errors';
 import type { FieldTable } from '../../protocol/field-table';
-import type { Message } from '../message';
+import { Message } from '../message';
 import type { Consumer } from './consumer';
 import { EntryState, QueueEntry } from './entry';
 import { ExpiryHeap } from './expiry-heap';
 import { ReadyList } from './ready-list';
+import { ColdTail } from './cold-tail';
 import type { QueueSettings } from './settings';
 import type { MessageStore } from '../../store/message-store';
 
@@ -41,6 +42,10 @@ export const FLOW_HIGH_WATER = 20_000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Ready messages per durable queue kept with their bytes in memory; beyond this they are paged out. */
 const PAGE_OUT_AFTER = 2000;
+/** Ready messages per durable queue kept as objects at all; beyond this only store ids (ColdTail). */
+const COLD_AFTER = 10_000;
+/** Messages read back from the store at a time when the in-memory part runs dry. */
+const REFILL_BATCH = 500;
 const FLOW_LOW_WATER = FLOW_HIGH_WATER / 2;
 
 export interface FlowWaiter {
@@ -62,6 +67,7 @@ export interface QueueObserver {
  */
 export class Queue {
   private ready: ReadyList;
+  private readonly cold = new ColdTail();
   private readonly heap = new ExpiryHeap();
   private expiryTimer: NodeJS.Timeout | null = null;
   private expiryTimerAt = 0;
@@ -142,6 +148,11 @@ export class Queue {
     return this.readyCount;
   }
 
+  /** Ready messages held only as store ids (the cold tail of a long durable queue). */
+  get coldCount(): number {
+    return this.cold.length;
+  }
+
   get messageBytes(): number {
     return this.readyBytes;
   }
@@ -189,6 +200,16 @@ export class Queue {
     const ttl = s.messageTtl === undefined ? msg.ttl : msg.ttl < 0 ? s.messageTtl : Math.min(msg.ttl, s.messageTtl);
     if (ttl >= 0) expiresAt = (publishedAt === 0 ? Date.now() : publishedAt) + ttl;
     const maxLevel = this.ready.levelCount - 1;
+    if (
+      expiresAt === 0 &&
+      maxLevel === 0 &&
+      msg.pageable &&
+      this.store !== null &&
+      (this.cold.length !== 0 || this.readyCount >= COLD_AFTER)
+    ) {
+      this.addCold(msg, redelivered);
+      return EnqueueOutcome.Accepted;
+    }
     const entry: QueueEntry = {
       msg,
       seq: this.nextSeq++,
@@ -273,15 +294,22 @@ export class Queue {
   purge(): number {
     const dropped = this.ready.drainAll();
     for (const e of dropped) this.settle(e);
+    const cold = this.cold.drain();
+    for (const id of cold) this.store!.ack(this.storeKey, id);
     this.readyCount = 0;
     this.readyBytes = 0;
     this.releaseFlowWaiters();
-    return dropped.length;
+    return dropped.length + cold.length;
   }
 
-  /** Ready messages without consuming them (management's browse). */
+  /** Ready messages without consuming them (management's browse); cold ones are read from the store. */
   peekReady(offset: number, count: number): QueueEntry[] {
-    return this.ready.slice(offset, count);
+    const out = this.ready.slice(offset, count);
+    const hot = this.readyCount - this.cold.length;
+    for (let i = Math.max(0, offset - hot); out.length < count && i < this.cold.length; i++) {
+      out.push(this.entryFromStore(this.cold.idAt(i), false));
+    }
+    return out;
   }
 
   /** Throws if a new consumer (exclusive or not) may not attach now. */
@@ -368,10 +396,41 @@ export class Queue {
 
   // ---- internals -------------------------------------------------------------------------
 
+  /** A message for the cold tail: counted as ready, kept only as its store id. */
+  private addCold(msg: Message, redelivered: boolean): void {
+    this.cold.push(msg.storeId, msg.bodySize, redelivered);
+    this.stats.published++;
+    this.readyCount++;
+    this.readyBytes += msg.bodySize;
+    const s = this.settingsInForce;
+    if (s.maxLength !== undefined || s.maxLengthBytes !== undefined) this.enforceLimits();
+    if (this.consumers.length !== 0) this.drain();
+  }
+
+  /** The oldest ready entry, reading the next batch of the cold tail back when the objects run out. */
+  private shiftReady(): QueueEntry | undefined {
+    const e = this.ready.shift();
+    if (e !== undefined || this.cold.length === 0) return e;
+    for (let i = 0; i < REFILL_BATCH && this.cold.length !== 0; i++) {
+      const redelivered = this.cold.peekRedelivered();
+      this.ready.push(this.entryFromStore(this.cold.shift(), redelivered));
+    }
+    return this.ready.shift();
+  }
+
+  private entryFromStore(id: number, redelivered: boolean): QueueEntry {
+    const m = this.store!.read(id);
+    const msg = new Message(m.exchange, m.routingKey, m.properties, m.body);
+    msg.storeId = id;
+    msg.pageable = true;
+    msg.refs++;
+    return { msg, seq: this.nextSeq++, redelivered, state: EntryState.Ready, expiresAt: 0, level: 0, inHeap: false };
+  }
+
   /** Head of the ready list, expiring anything whose time passed while the timer lagged. */
   private takeReady(): QueueEntry | undefined {
     for (;;) {
-      const e = this.ready.shift();
+      const e = this.shiftReady();
       if (e === undefined) {
         this.releaseFlowWaiters();
         return undefined;
@@ -404,7 +463,7 @@ export class Queue {
       (s.maxLength !== undefined && this.readyCount > s.maxLength) ||
       (s.maxLengthBytes !== undefined && this.readyBytes > s.maxLengthBytes)
     ) {
-      const e = this.ready.shift();
+      const e = this.shiftReady();
       if (e === undefined) break;
       this.readyCount--;
       this.readyBytes -= e.msg.bodySize;
