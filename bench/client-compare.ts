@@ -22,6 +22,7 @@ type Tool = 'amqpperf' | 'warren-perf' | 'amqplib';
 interface Row {
   tool: Tool;
   scenario: string;
+  round: number;
   sent: number;
   recv: number;
   clientCpuPct: number;
@@ -143,10 +144,11 @@ async function main(): Promise<void> {
         }
         const row: Row =
           typeof r === 'string'
-            ? { tool, scenario: s.id, sent: NaN, recv: NaN, clientCpuPct: NaN, clientUsPerMsg: NaN, brokerUsPerMsg: NaN, error: r }
+            ? { tool, scenario: s.id, round, sent: NaN, recv: NaN, clientCpuPct: NaN, clientUsPerMsg: NaN, brokerUsPerMsg: NaN, error: r }
             : {
                 tool,
                 scenario: s.id,
+                round,
                 sent: r.sent_rate,
                 recv: r.recv_rate,
                 clientCpuPct: r.client_cpu_pct,
@@ -155,7 +157,7 @@ async function main(): Promise<void> {
                 error: r.errors ? r.first_error : '',
               };
         rows.push(row);
-        appendFileSync(raw, `${JSON.stringify({ round, ...row })}\n`);
+        appendFileSync(raw, `${JSON.stringify(row)}\n`);
         log(`round ${round} ${s.id} ${tool.padEnd(11)} sent ${Math.round(row.sent)}/s recv ${Math.round(row.recv)}/s client ${row.clientCpuPct}%${row.error ? ` ERROR ${row.error}` : ''}`);
         await sleep(1000);
       }
@@ -164,16 +166,19 @@ async function main(): Promise<void> {
   const fmt = (v: number): string => (Number.isFinite(v) ? Math.round(v).toLocaleString('en-US') : '–');
   const out: string[] = [];
   out.push(`Broker: ${server || url} on ${m.cpu} (${m.cores} cores), Node ${m.node}; ${rounds} alternating rounds of ${duration} s, medians.`, '');
-  out.push('| scenario | amqpperf sent/s | warren-perf sent/s | amqpperf recv/s | warren-perf recv/s | recv ratio (wp ÷ C) | client CPU % (C / wp) | client µs/msg (C / wp) | broker µs/msg (C / wp) |');
-  out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  out.push('| scenario | amqpperf sent/s | warren-perf sent/s | amqpperf recv/s | warren-perf recv/s | recv ratio of the medians | median of the per-round recv ratios (range) | client CPU % (C / wp) | client µs/msg (C / wp) | broker µs/msg (C / wp) |');
+  out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const s of list) {
     const c = rows.filter((r) => r.scenario === s.id && r.tool === 'amqpperf' && !r.error);
     const w = rows.filter((r) => r.scenario === s.id && r.tool === 'warren-perf' && !r.error);
     const med = (xs: Row[], f: (r: Row) => number): number => median(xs.map(f));
     const ratio = med(w, (r) => r.recv) / med(c, (r) => r.recv);
+    // Runs of one round are back to back, so their ratio cancels most of the machine's drift.
+    const paired = w.flatMap((x) => c.filter((y) => y.round === x.round).map((y) => x.recv / y.recv));
+    const pr = paired.length ? `${median(paired).toFixed(2)} (${Math.min(...paired).toFixed(2)}–${Math.max(...paired).toFixed(2)})` : '–';
     out.push(
       `| ${s.id} | ${fmt(med(c, (r) => r.sent))} | ${fmt(med(w, (r) => r.sent))} | ${fmt(med(c, (r) => r.recv))} | ${fmt(med(w, (r) => r.recv))} | ` +
-        `${Number.isFinite(ratio) ? ratio.toFixed(2) : '–'} | ${fmt(med(c, (r) => r.clientCpuPct))} / ${fmt(med(w, (r) => r.clientCpuPct))} | ` +
+        `${Number.isFinite(ratio) ? ratio.toFixed(2) : '–'} | ${pr} | ${fmt(med(c, (r) => r.clientCpuPct))} / ${fmt(med(w, (r) => r.clientCpuPct))} | ` +
         `${med(c, (r) => r.clientUsPerMsg).toFixed(2)} / ${med(w, (r) => r.clientUsPerMsg).toFixed(2)} | ${med(c, (r) => r.brokerUsPerMsg).toFixed(2)} / ${med(w, (r) => r.brokerUsPerMsg).toFixed(2)} |`,
     );
   }

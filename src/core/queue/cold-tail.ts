@@ -10,6 +10,8 @@ export class ColdTail {
   private redelivered = new Uint8Array(1024);
   private head = 0;
   private end = 0;
+  /** Body bytes of the messages held. */
+  bytes = 0;
 
   get length(): number {
     return this.end - this.head;
@@ -21,11 +23,13 @@ export class ColdTail {
     this.sizes[this.end] = size;
     this.redelivered[this.end] = redelivered ? 1 : 0;
     this.end++;
+    this.bytes += size;
   }
 
   /** Removes the oldest; returns its id (read the size and flag first with peekSize/peekRedelivered). */
   shift(): number {
     const id = this.ids[this.head]!;
+    this.bytes -= this.sizes[this.head]!;
     this.head++;
     if (this.head === this.end) this.head = this.end = 0;
     return id;
@@ -43,6 +47,7 @@ export class ColdTail {
   drain(): number[] {
     const out = Array.from(this.ids.subarray(this.head, this.end));
     this.head = this.end = 0;
+    this.bytes = 0;
     return out;
   }
 

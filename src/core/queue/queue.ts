@@ -39,6 +39,8 @@ export const enum EnqueueOutcome {
  * way RabbitMQ's credit flow does. A queue without consumers is not a reason to throttle.
  */
 export const FLOW_HIGH_WATER = 20_000;
+/** The same in bytes, so a backlog of large messages is throttled before it fills memory. */
+const FLOW_HIGH_BYTES = 64 * 1024 * 1024;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Ready messages per durable queue kept with their bytes in memory; beyond this they are paged out. */
 const PAGE_OUT_AFTER = 2000;
@@ -130,7 +132,12 @@ export class Queue {
 
   /** True when a publisher should pause for this queue's consumers to catch up. */
   get backlogged(): boolean {
-    return this.readyCount > FLOW_HIGH_WATER && this.consumers.length !== 0;
+    return (this.readyCount > FLOW_HIGH_WATER || this.readyBytes - this.coldBytes() > FLOW_HIGH_BYTES) && this.consumers.length !== 0;
+  }
+
+  /** Bytes of ready messages that are only on disk do not count against memory. */
+  private coldBytes(): number {
+    return this.cold.length === 0 ? 0 : this.cold.bytes;
   }
 
   addFlowWaiter(w: FlowWaiter): void {
@@ -437,7 +444,9 @@ export class Queue {
       }
       this.readyCount--;
       this.readyBytes -= e.msg.bodySize;
-      if (this.flowWaiters !== null && this.readyCount <= FLOW_LOW_WATER) this.releaseFlowWaiters();
+      if (this.flowWaiters !== null && this.readyCount <= FLOW_LOW_WATER && this.readyBytes - this.coldBytes() <= FLOW_HIGH_BYTES / 2) {
+        this.releaseFlowWaiters();
+      }
       if (e.expiresAt !== 0 && e !== this.enqueuing && e.expiresAt < Date.now()) {
         this.expire(e);
         continue;
