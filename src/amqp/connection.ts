@@ -18,6 +18,8 @@ const PROTOCOL_HEADER = Buffer.from('AMQP\x00\x00\x09\x01', 'latin1');
 const OUTPUT_HIGH_WATER = 1024 * 1024;
 /** How long we wait for close-ok after sending connection.close before dropping the socket. */
 const CLOSE_OK_TIMEOUT_MS = 1000;
+/** Bytes read from one connection before it yields the event loop to the others. */
+const READ_SHARE = 256 * 1024;
 
 type State = 'header' | 'start-ok' | 'tune-ok' | 'open' | 'opened' | 'closing' | 'closed';
 
@@ -46,6 +48,8 @@ export class Connection implements FrameSink {
   private readPaused = false;
   /** Paused by internal flow control (a queue it feeds is backlogged). */
   private flowPaused = false;
+  private yieldPaused = false;
+  private readSinceYield = 0;
   private sentSinceTick = false;
   private missedTicks = 0;
   vhost: VHost | null = null;
@@ -138,6 +142,11 @@ export class Connection implements FrameSink {
 
   private onData(chunk: Buffer): void {
     this.receivedSinceTick = true;
+    // Fairness: libuv may hand one busy socket megabytes in a single turn; yielding after each
+    // share lets other connections' acks and deliveries in between (a slow, prefetch-limited
+    // consumer is otherwise starved by a flooding publisher).
+    this.readSinceYield += chunk.length;
+    if (this.readSinceYield >= READ_SHARE && !this.yieldPaused) this.yieldReading();
     try {
       if (this.state === 'header') {
         chunk = this.readProtocolHeader(chunk);
@@ -365,7 +374,17 @@ export class Connection implements FrameSink {
     if (!this.readPaused) return;
     this.readPaused = false;
     if (this.supportsBlocked()) this.sendMethod(0, { key: M.ConnectionUnblocked });
-    if (!this.flowPaused) this.socket.resume();
+    if (!this.flowPaused && !this.yieldPaused) this.socket.resume();
+  }
+
+  private yieldReading(): void {
+    this.yieldPaused = true;
+    this.socket.pause();
+    setImmediate(() => {
+      this.yieldPaused = false;
+      this.readSinceYield = 0;
+      if (!this.readPaused && !this.flowPaused && !this.socket.destroyed) this.socket.resume();
+    });
   }
 
   /** Credit-flow style throttling: stop reading until the queue's consumers catch up. */
@@ -379,7 +398,7 @@ export class Connection implements FrameSink {
   resumeFlow(): void {
     if (!this.flowPaused) return;
     this.flowPaused = false;
-    if (!this.readPaused && !this.socket.destroyed) this.socket.resume();
+    if (!this.readPaused && !this.yieldPaused && !this.socket.destroyed) this.socket.resume();
   }
 
   get isBlocked(): boolean {
