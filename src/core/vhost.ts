@@ -246,14 +246,20 @@ export class VHost implements QueueObserver {
     let accepted = 0;
     this.lastPublishRejected = false;
     const held = this.held;
-    for (let i = 0; i < n; i++) {
-      const q = queues[i]!;
-      if (q.enqueue(msg) === EnqueueOutcome.Accepted) accepted++;
-      else this.lastPublishRejected = true;
-      if (q.backlogged) this.backloggedQueue = q;
+    const nested = this.publishing;
+    this.publishing = true;
+    try {
+      for (let i = 0; i < n; i++) {
+        const q = queues[i]!;
+        if (q.enqueue(msg) === EnqueueOutcome.Accepted) accepted++;
+        else this.lastPublishRejected = true;
+        if (q.backlogged) this.backloggedQueue = q;
+      }
+    } finally {
+      this.publishing = nested;
     }
     queues.length = 0;
-    if (this.deadLetters.length !== 0) this.processDeadLetters();
+    if (this.deadLetters.length !== 0 && !nested) this.processDeadLetters();
     if (held && n === 0) {
       // A delayed exchange took it: routed, as far as the publisher knows. Persistent messages
       // held by a durable delayed exchange are stored so they survive a restart.
@@ -326,13 +332,15 @@ export class VHost implements QueueObserver {
   // ---- dead-lettering --------------------------------------------------------------------
 
   private readonly deadLetters: Array<{ queue: Queue; msg: Message; reason: DeadLetterReason }> = [];
+  private publishing = false;
   private deadLettering = false;
 
   /** QueueObserver: a message left `queue` without an ack. Queued, then routed iteratively. */
   deadLetter(queue: Queue, msg: Message, reason: DeadLetterReason): void {
     if (queue.settings.deadLetterExchange === undefined) return;
     this.deadLetters.push({ queue, msg, reason });
-    if (!this.deadLettering) this.processDeadLetters();
+    // Inside publish() the routing scratch arrays are in use: publish() drains the list after.
+    if (!this.deadLettering && !this.publishing) this.processDeadLetters();
   }
 
   /** A work list instead of recursion: dead-lettering can cascade (DLX queue full, expired...). */

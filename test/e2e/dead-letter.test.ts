@@ -6,6 +6,7 @@ import {
   consume,
   deadLetterSink,
   deathWithoutTime,
+  drain,
   e2eSuite,
   isClosed,
   messageCount,
@@ -315,5 +316,22 @@ describe('x-death history', () => {
     await sleep(300);
     assert.equal(seen.messages.length, 1);
     assert.equal(await messageCount(ch, q), 0);
+  });
+});
+
+describe('dead-lettering during a fan-out publish', () => {
+  it('still delivers to every other target queue when one of them drops its head to a dead-letter exchange', async (t) => {
+    const c = await suite.context(t);
+    const sink = await deadLetterSink(c);
+    const fan = await c.exchange('fanout');
+    const limited = await c.queue({ durable: false, arguments: { 'x-max-length': 1, 'x-dead-letter-exchange': sink.exchange } });
+    const plain = await c.queue();
+    const ch = await c.confirmChannel();
+    await ch.bindQueue(limited, fan, '');
+    await ch.bindQueue(plain, fan, '');
+    for (const body of ['a', 'b', 'c']) await publishConfirmed(ch, fan, '', body);
+    assert.deepEqual(bodies(await sink.received.waitFor(2)), ['a', 'b']);
+    assert.deepEqual(await drain(ch, plain), ['a', 'b', 'c']);
+    assert.deepEqual(await drain(ch, limited), ['c']);
   });
 });
