@@ -9,11 +9,11 @@ import { readRssKb } from '../src/perf/proc-stats';
 import { runCleanup, runPerf, type PerfSummary } from '../src/perf/runner';
 import type { CustomContext, CustomResult, Scenario } from './scenarios';
 
-function baseOptions(ctx: CustomContext): PerfOptions {
+export function baseOptions(ctx: CustomContext): PerfOptions {
   return { ...defaultOptions(), uri: ctx.url, quiet: true, watchPid: ctx.pid, grace: 15, setupTimeout: 30, queuePrefix: ctx.prefix };
 }
 
-function failureOf(s: PerfSummary): string | null {
+export function failureOf(s: PerfSummary): string | null {
   if (s.timed_out) return `clients terminated by the watchdog; first error: ${s.first_error || 'none'}`;
   return s.errors > 0 ? `${s.errors} client error(s); first: ${s.first_error}` : null;
 }
@@ -68,13 +68,13 @@ async function pipelined<T>(items: T[], f: (item: T) => Promise<unknown>, width 
   return failed;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /**
  * RSS (KB) once it has settled: sampled every 250 ms until four samples in a row move by less
  * than 1 MB (a broker keeps freeing memory for a while after a big run), at most maxMs.
  */
-async function settledRss(pid: number, maxMs = 15000): Promise<number> {
+export async function settledRss(pid: number, maxMs = 15000): Promise<number> {
   const until = Date.now() + maxMs;
   let prev = readRssKb(pid);
   let calm = 0;

@@ -101,7 +101,7 @@ export function freePort(): Promise<number> {
 }
 
 /** Waits until an AMQP handshake succeeds; resolves with the server's product and version. */
-export async function waitForAmqp(url: string, timeoutMs: number, alive: () => boolean = () => true): Promise<{ product: string; version: string }> {
+export async function waitForAmqp(url: string, timeoutMs: number, alive: () => boolean = () => true, pollMs = 200): Promise<{ product: string; version: string }> {
   const until = Date.now() + timeoutMs;
   let last = '';
   while (Date.now() < until && alive()) {
@@ -113,7 +113,7 @@ export async function waitForAmqp(url: string, timeoutMs: number, alive: () => b
     } catch (err) {
       last = err instanceof Error ? err.message : String(err);
     }
-    await sleep(200);
+    await sleep(pollMs);
   }
   throw new Error(`no AMQP broker at ${url.replace(/\/\/[^@]*@/, '//')} after ${timeoutMs} ms: ${last}`);
 }
@@ -127,6 +127,7 @@ export class WarrenProcess {
   readonly dir: string;
   private logPath = '';
   private starts = 0;
+  private dataDir = '';
 
   constructor() {
     this.dir = mkdtempSync(join(os.tmpdir(), 'warren-bench-'));
@@ -136,10 +137,15 @@ export class WarrenProcess {
     return this.child !== null && this.exitInfo === null;
   }
 
-  async start(): Promise<void> {
+  /**
+   * Starts Warren with a fresh data directory, or (reuseData) with the last one, as after a
+   * crash. Resolves once it answers an AMQP handshake (polled every pollMs, for at most timeoutMs).
+   */
+  async start(o: { reuseData?: boolean; timeoutMs?: number; pollMs?: number } = {}): Promise<void> {
+    if (!o.reuseData || this.dataDir === '') this.dataDir = join(this.dir, `data-${this.starts + 1}`);
     this.starts++;
     const port = await freePort();
-    const dataDir = join(this.dir, `data-${this.starts}`);
+    const dataDir = this.dataDir;
     this.logPath = join(this.dir, `warren-${this.starts}.log`);
     const out = createWriteStream(this.logPath);
     const child = spawn(
@@ -157,7 +163,7 @@ export class WarrenProcess {
     this.pid = child.pid ?? 0;
     this.url = `amqp://guest:guest@127.0.0.1:${port}`;
     try {
-      await waitForAmqp(this.url, 20000, () => this.exitInfo === null);
+      await waitForAmqp(this.url, o.timeoutMs ?? 20000, () => this.exitInfo === null, o.pollMs ?? 200);
     } catch (err) {
       await sleep(200);
       throw new Error(`Warren did not start (${this.exitInfo ?? 'no AMQP answer'}): ${err instanceof Error ? err.message : String(err)}\n${this.logTail(10)}`);
@@ -185,6 +191,15 @@ export class WarrenProcess {
     const timer = setTimeout(() => c.kill('SIGKILL'), 10000);
     await exited;
     clearTimeout(timer);
+  }
+
+  /** kill -9, and wait until the process is gone. */
+  async kill9(): Promise<void> {
+    const c = this.child;
+    if (c === null || this.exitInfo !== null) return;
+    const exited = new Promise<void>((r) => c.once('exit', () => r()));
+    c.kill('SIGKILL');
+    await exited;
   }
 
   async dispose(keepLogs: boolean): Promise<void> {

@@ -11,14 +11,20 @@
 //   BENCH_OUT=BENCHMARKS.md where to write the report (relative to the repository)
 //   BENCH_KEEP_LOGS=1       keep Warren's log and data directory
 //   BENCH_S8_COUNT=1000000  messages in scenario 8 (backlog); BENCH_S10_CONNECTIONS=1000, BENCH_S10_QUEUES=10000
+//   BENCH_SCENARIOS=durability  the durability group (D1-D4: persistent publishing, backlog memory and drain,
+//                           recovery after kill -9); BENCH_DUR_COUNT=1000000 messages in D3 and D4
+//   BENCH_SCENARIOS=delayed the delayed-message group (X1, Warren only); BENCH_DELAYED_COUNT=1000000,
+//                           BENCH_DELAYED_MIN_MS=30000, BENCH_DELAYED_MAX_MS=60000 (range of x-delay)
+// A run of groups only (e.g. BENCH_SCENARIOS=durability) replaces those groups' sections of the
+// report and leaves the rest of it as it was; a full run keeps the sections of groups it did not run.
 
-import { appendFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { defaultOptions, type PerfOptions } from '../src/perf/options';
 import { runPerf, type PerfSummary } from '../src/perf/runner';
 import { ROOT, WarrenProcess, ensureRabbit, envNumber, log, machine, median, sleep, stopRabbit, type Machine, type Rabbit } from './lib';
-import { scenarios, selectScenarios, type Scenario } from './scenarios';
+import { GROUPS, scenarios, selectScenarios, type Scenario } from './scenarios';
 
 type BrokerName = 'Warren' | 'RabbitMQ';
 
@@ -38,7 +44,7 @@ interface RunRecord {
   note?: string;
 }
 
-async function measure(url: string, pid: number, broker: BrokerName, s: Scenario, round: number, duration: number): Promise<RunRecord> {
+async function measure(url: string, pid: number, broker: BrokerName, s: Scenario, round: number, duration: number, warren: WarrenProcess | null): Promise<RunRecord> {
   const prefix = `bench-${process.pid}-${s.id}-r${round}-${broker.toLowerCase()}`;
   const load = loadavg()[0]!;
   const rec: RunRecord = { broker, scenario: s.id, round, load, values: s.metrics.map(() => NaN), brokerUsPerMsg: NaN, rssMaxMb: NaN, summary: null, failure: null };
@@ -63,7 +69,7 @@ async function measure(url: string, pid: number, broker: BrokerName, s: Scenario
   });
   try {
     if (s.custom) {
-      const r = await Promise.race([s.custom({ url, pid, prefix, duration, warn }), deadline]);
+      const r = await Promise.race([s.custom({ url, pid, prefix, duration, warn, warren }), deadline]);
       return { ...rec, values: r.values, brokerUsPerMsg: r.brokerUsPerMsg, rssMaxMb: r.rssMaxMb, failure: r.failure, note: r.note };
     }
     const summary = await Promise.race([runPerf(o, { warn }), deadline]);
@@ -91,6 +97,8 @@ function fmtMetric(v: number, unit: string): string {
   if (!Number.isFinite(v)) return '–';
   if (unit === 'msg/s') return fmtInt(v);
   if (unit === 'ms') return v < 1 ? v.toFixed(3) : v.toFixed(2);
+  if (unit === 's') return v.toFixed(2);
+  if (unit === 'count' || unit === 'bytes') return fmtInt(v);
   return v.toFixed(1);
 }
 
@@ -134,6 +142,87 @@ function aggregate(recs: RunRecord[], s: Scenario): Agg {
   };
 }
 
+/** Rows of a summary table (scenario | metric | Warren | RabbitMQ | ratio | CPU | RSS). */
+function summaryRows(list: Scenario[], records: RunRecord[], haveRabbit: boolean): string[] {
+  const L: string[] = [];
+  for (const s of list) {
+    const w = aggregate(records.filter((r) => r.broker === 'Warren' && r.scenario === s.id), s);
+    const r = aggregate(records.filter((x) => x.broker === 'RabbitMQ' && x.scenario === s.id), s);
+    const failedW = w.failed ? ` (${w.failed} of ${w.ok + w.failed} runs failed)` : '';
+    const failedR = r.failed ? ` (${r.failed} of ${r.ok + r.failed} runs failed)` : '';
+    const rabbitCol = (i: number, rv: number, unit: string): string => {
+      if (s.rabbitSkip) return i === 0 ? s.rabbitSkip : '–';
+      return haveRabbit ? fmtMetric(rv, unit) + (i === 0 ? failedR : '') : '–';
+    };
+    s.metrics.forEach((mt, i) => {
+      const wv = w.values[i]!;
+      const rv = r.values[i]!;
+      const ratio = haveRabbit && Number.isFinite(wv) && Number.isFinite(rv) && rv > 0 ? `${(wv / rv).toFixed(2)}×` : '–';
+      const metric = `${mt.name}, ${mt.unit}${mt.lowerIsBetter ? ' (lower is better)' : ''}`;
+      const head = i === 0 ? `${s.id}: ${s.title}` : `${s.id} (cont.)`;
+      const rOk = haveRabbit && !s.rabbitSkip;
+      const res = i === 0 ? `${fmtNum(w.brokerUsPerMsg)} / ${rOk ? fmtNum(r.brokerUsPerMsg) : '–'} | ${fmtInt(w.rssMaxMb)} / ${rOk ? fmtInt(r.rssMaxMb) : '–'}` : ' | ';
+      L.push(`| ${head} | ${metric} | ${fmtMetric(wv, mt.unit)}${i === 0 ? failedW : ''} | ${rabbitCol(i, rv, mt.unit)} | ${ratio} | ${res} |`);
+    });
+  }
+  return L;
+}
+
+const groupStart = (g: string): string => `<!-- bench group ${g}: written by npm run bench with BENCH_SCENARIOS=${g} -->`;
+const groupEnd = (g: string): string => `<!-- end of bench group ${g} -->`;
+
+/** The report section of one scenario group, between markers so later runs can replace it. */
+function groupSection(
+  group: (typeof GROUPS)[number],
+  list: Scenario[],
+  records: RunRecord[],
+  o: { m: Machine; rabbit: Rabbit | string; rounds: number; started: Date; minutes: number },
+): string {
+  const haveRabbit = typeof o.rabbit !== 'string';
+  const recs = records.filter((r) => list.some((s) => s.id === r.scenario));
+  const loads = recs.map((r) => r.load);
+  const L: string[] = [groupStart(group.name), `## ${group.title}`, ''];
+  L.push(
+    `Run: ${o.started.toISOString().replace('T', ' ').slice(0, 16)} UTC (whole bench run ${o.minutes.toFixed(1)} minutes), \`BENCH_SCENARIOS=${group.name}\`, ` +
+      `${o.rounds} round${o.rounds === 1 ? '' : 's'} (median${o.rounds === 1 ? ' of one: a single measurement' : 's'}); Warren ${o.m.warren}, ` +
+      `RabbitMQ ${haveRabbit ? (o.rabbit as Rabbit).version : `not measured: ${o.rabbit as string}`}; same machine as above; 1-minute load average before each run ` +
+      `${loads.length ? `${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)}` : '–'}.`,
+    '',
+  );
+  L.push('| scenario | metric | Warren | RabbitMQ | ratio (Warren ÷ RabbitMQ) | broker CPU µs/msg (W / R) | broker peak RSS MB (W / R) |');
+  L.push('|---|---|---:|---:|---:|---:|---:|');
+  L.push(...summaryRows(list, records, haveRabbit));
+  L.push('');
+  const notes: string[] = [];
+  for (const r of recs) {
+    const line = `- ${r.broker} ${r.scenario}${o.rounds > 1 ? ` round ${r.round}` : ''}: ${r.note}`;
+    if (r.note && !notes.includes(line)) notes.push(line);
+    if (r.failure) notes.push(`- ${r.broker} ${r.scenario}${o.rounds > 1 ? ` round ${r.round}` : ''} FAILED: ${r.failure.replace(/\n/g, ' ')}`);
+  }
+  if (notes.length) L.push(...notes, '');
+  L.push('How each was measured:', '');
+  for (const s of list) L.push(s.opts ? `- ${s.id}: \`warren-perf ${flagsOf(s.opts)}\` (add \`-h <uri> -z <seconds>\`)` : `- ${s.id}: ${s.howto ?? 'see bench/'}`);
+  L.push('', groupEnd(group.name));
+  return L.join('\n');
+}
+
+/** Replaces a group's marked section in a report, or inserts it before "## Reproduce" (else at the end). */
+function spliceGroup(doc: string, group: string, section: string): string {
+  const a = doc.indexOf(groupStart(group));
+  const b = doc.indexOf(groupEnd(group));
+  if (a >= 0 && b > a) return doc.slice(0, a) + section + doc.slice(b + groupEnd(group).length);
+  const at = doc.indexOf('\n## Reproduce');
+  if (at >= 0) return `${doc.slice(0, at + 1)}${section}\n\n${doc.slice(at + 1)}`;
+  return `${doc.trimEnd()}\n\n${section}\n`;
+}
+
+/** The marked section of a group in an existing report, or null. */
+function existingGroup(doc: string, group: string): string | null {
+  const a = doc.indexOf(groupStart(group));
+  const b = doc.indexOf(groupEnd(group));
+  return a >= 0 && b > a ? doc.slice(a, b + groupEnd(group).length) : null;
+}
+
 function report(opts: {
   m: Machine;
   rabbit: Rabbit | string;
@@ -146,8 +235,11 @@ function report(opts: {
   rawPath: string;
   spec: string;
 }): string {
-  const { m, rabbit, rounds, duration, list, records } = opts;
+  const { m, rabbit, rounds, duration } = opts;
   const haveRabbit = typeof rabbit !== 'string';
+  const main = opts.list.filter((s) => !s.group);
+  const records = opts.records.filter((r) => main.some((s) => s.id === r.scenario));
+  const list = main;
   const L: string[] = [];
   L.push('# Benchmarks', '');
   L.push(
@@ -180,23 +272,7 @@ function report(opts: {
   L.push('| scenario | metric | Warren | RabbitMQ | ratio (Warren ÷ RabbitMQ) | broker CPU µs/msg (W / R) | broker peak RSS MB (W / R) |');
   L.push('|---|---|---:|---:|---:|---:|---:|');
   const notes: string[] = [];
-  for (const s of list) {
-    const w = aggregate(records.filter((r) => r.broker === 'Warren' && r.scenario === s.id), s);
-    const r = aggregate(records.filter((x) => x.broker === 'RabbitMQ' && x.scenario === s.id), s);
-    const failedW = w.failed ? ` (${w.failed} of ${w.ok + w.failed} runs failed)` : '';
-    const failedR = r.failed ? ` (${r.failed} of ${r.ok + r.failed} runs failed)` : '';
-    s.metrics.forEach((mt, i) => {
-      const wv = w.values[i]!;
-      const rv = r.values[i]!;
-      const ratio = haveRabbit && Number.isFinite(wv) && Number.isFinite(rv) && rv > 0 ? `${(wv / rv).toFixed(2)}×` : '–';
-      const metric = `${mt.name}, ${mt.unit}${mt.lowerIsBetter ? ' (lower is better)' : ''}`;
-      const head = i === 0 ? `${s.id}: ${s.title}` : `${s.id} (cont.)`;
-      const res = i === 0 ? `${fmtNum(w.brokerUsPerMsg)} / ${haveRabbit ? fmtNum(r.brokerUsPerMsg) : '–'} | ${fmtInt(w.rssMaxMb)} / ${haveRabbit ? fmtInt(r.rssMaxMb) : '–'}` : ' | ';
-      L.push(
-        `| ${head} | ${metric} | ${fmtMetric(wv, mt.unit)}${i === 0 ? failedW : ''} | ${haveRabbit ? fmtMetric(rv, mt.unit) + (i === 0 ? failedR : '') : '–'} | ${ratio} | ${res} |`,
-      );
-    });
-  }
+  L.push(...summaryRows(main, records, haveRabbit));
   L.push('');
   L.push(
     'Throughput rows count messages delivered to consumers per second (in S4 and S5 every copy counts; in S5 each message',
@@ -279,6 +355,10 @@ async function main(): Promise<void> {
   const list = selectScenarios(
     scenarios(s6Rate, {
       s8Count: envNumber('BENCH_S8_COUNT', 1_000_000),
+      durCount: envNumber('BENCH_DUR_COUNT', 1_000_000),
+      delayedCount: envNumber('BENCH_DELAYED_COUNT', 1_000_000),
+      delayedMinMs: envNumber('BENCH_DELAYED_MIN_MS', 30_000),
+      delayedMaxMs: envNumber('BENCH_DELAYED_MAX_MS', 60_000),
       s10Connections: envNumber('BENCH_S10_CONNECTIONS', 1000),
       s10Queues: envNumber('BENCH_S10_QUEUES', 10_000),
     }),
@@ -312,7 +392,7 @@ async function main(): Promise<void> {
         const order: BrokerName[] = round % 2 === 1 ? ['Warren', 'RabbitMQ'] : ['RabbitMQ', 'Warren'];
         for (const b of order) {
           if (interrupted) break;
-          if (b === 'RabbitMQ' && typeof rabbit === 'string') continue;
+          if (b === 'RabbitMQ' && (typeof rabbit === 'string' || s.rabbitSkip)) continue;
           if (b === 'Warren' && warren.alive && s.freshWarren) {
             await warren.stop();
             await warren.start().catch((err: unknown) => log(`Warren restart failed: ${String(err)}`));
@@ -328,7 +408,7 @@ async function main(): Promise<void> {
           }
           const url = b === 'Warren' ? warren.url : (rabbit as Rabbit).url;
           const pid = b === 'Warren' ? warren.pid : (rabbit as Rabbit).pid;
-          const rec = await measure(url, pid, b, s, round, duration);
+          const rec = await measure(url, pid, b, s, round, duration, b === 'Warren' ? warren : null);
           if (b === 'Warren' && warren.alive && s.freshWarren) {
             await warren.stop();
             await warren.start().catch((err: unknown) => log(`Warren restart failed: ${String(err)}`));
@@ -350,7 +430,14 @@ async function main(): Promise<void> {
     }
   } finally {
     const minutes = (Date.now() - started.getTime()) / 60000;
-    writeFileSync(out, report({ m, rabbit, rounds, duration, list, records, started, minutes, rawPath, spec }));
+    const old = existsSync(out) ? readFileSync(out, 'utf8') : '';
+    let doc = list.some((s) => !s.group) || old === '' ? report({ m, rabbit, rounds, duration, list, records, started, minutes, rawPath, spec }) : old;
+    for (const g of GROUPS) {
+      const mine = list.filter((s) => s.group === g.name);
+      const section = mine.length ? groupSection(g, mine, records, { m, rabbit, rounds, started, minutes }) : existingGroup(old, g.name);
+      if (section !== null) doc = spliceGroup(doc, g.name, section);
+    }
+    writeFileSync(out, doc);
     log(`wrote ${out}`);
     const keep = keepLogs || records.some((r) => r.broker === 'Warren' && r.failure !== null);
     await warren.dispose(keep);

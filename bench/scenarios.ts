@@ -3,7 +3,10 @@
 
 import type { PerfOptions } from '../src/perf/options';
 import type { PerfSummary } from '../src/perf/runner';
+import { delayedScenarios } from './delayed-scenarios';
+import { durabilityScenarios } from './durability-scenarios';
 import { backlogScenario, idleScenario } from './extra-scenarios';
+import type { WarrenProcess } from './lib';
 
 export interface Metric {
   name: string;
@@ -20,6 +23,8 @@ export interface CustomContext {
   prefix: string;
   duration: number;
   warn(line: string): void;
+  /** The Warren child process when the broker is Warren (to kill and restart it), else null. */
+  warren: WarrenProcess | null;
 }
 export interface CustomResult {
   /** One value per metric. */
@@ -48,7 +53,17 @@ export interface Scenario {
   /** Restart Warren before this scenario (a garbage-collected heap left by earlier runs would
    * hide what the scenario costs). RabbitMQ is measured as it is. */
   freshWarren?: boolean;
+  /** A named group (BENCH_SCENARIOS=<group>) reported in a section of its own. */
+  group?: 'durability' | 'delayed';
+  /** Not run on RabbitMQ, for this reason (shown in the RabbitMQ column). */
+  rabbitSkip?: string;
 }
+
+/** The scenario groups, in report order, with their section titles. */
+export const GROUPS = [
+  { name: 'durability', title: 'Durability: persistent messages, backlogs, recovery, memory per queued message' },
+  { name: 'delayed', title: 'Delayed messages (x-delayed-message exchange)' },
+] as const;
 
 const recv = { metrics: [{ name: 'received', unit: 'msg/s', lowerIsBetter: false }], values: (s: PerfSummary) => [s.recv_rate] };
 const p99 = {
@@ -60,7 +75,19 @@ const p99 = {
 };
 const mbs = { metrics: [{ name: 'received', unit: 'MB/s', lowerIsBetter: false }], values: (s: PerfSummary) => [s.recv_mb_s] };
 
-export function scenarios(s6Rate: number, extra: { s8Count?: number; s10Connections?: number; s10Queues?: number } = {}): Scenario[] {
+export interface ExtraSettings {
+  s8Count?: number;
+  s10Connections?: number;
+  s10Queues?: number;
+  /** Messages in the durability group's backlog/memory and recovery scenarios. */
+  durCount?: number;
+  /** Delayed messages scheduled, and the range of their x-delay (ms). */
+  delayedCount?: number;
+  delayedMinMs?: number;
+  delayedMaxMs?: number;
+}
+
+export function scenarios(s6Rate: number, extra: ExtraSettings = {}): Scenario[] {
   return [
     {
       id: 'S1',
@@ -126,14 +153,26 @@ export function scenarios(s6Rate: number, extra: { s8Count?: number; s10Connecti
       amqpperf: ['-x1', '-y1', '-s1048576', '-q10', '-A1', '-c10'],
     },
     idleScenario(extra.s10Connections ?? 1000, extra.s10Queues ?? 10_000),
+    ...durabilityScenarios(extra.durCount ?? 1_000_000),
+    ...delayedScenarios(extra.delayedCount ?? 1_000_000, extra.delayedMinMs ?? 30_000, extra.delayedMaxMs ?? 60_000),
   ];
 }
 
-/** "1-6", "1,2,7", "all" → scenario ids (7 = S7a + S7b). */
+/** "1-6", "1,2,7", "all", "durability", "delayed", "1-6,D2" → scenario ids (7 = S7a + S7b). */
 export function selectScenarios(all: Scenario[], spec: string): Scenario[] {
   if (spec.trim() === 'all') return all;
   const want = new Set<string>();
   for (const part of spec.split(',')) {
+    const name = part.trim().toLowerCase();
+    const group = all.filter((s) => s.group === name);
+    if (group.length) {
+      for (const s of group) want.add(s.id.toUpperCase());
+      continue;
+    }
+    if (all.some((s) => s.id.toUpperCase() === name.toUpperCase() && !/^S\d/i.test(s.id))) {
+      want.add(name.toUpperCase());
+      continue;
+    }
     const p = part.trim().toUpperCase().replace(/^S/, '');
     if (p === '') continue;
     const range = /^(\d+)-(\d+)$/.exec(p);
@@ -148,6 +187,6 @@ export function selectScenarios(all: Scenario[], spec: string): Scenario[] {
   const picked = all.filter((s) => want.has(s.id.toUpperCase()));
   const known = new Set(all.map((s) => s.id.toUpperCase()));
   const unknown = [...want].filter((w) => !known.has(w));
-  if (unknown.length) throw new Error(`unknown scenario(s) ${unknown.join(', ')}; known: ${all.map((s) => s.id).join(', ')}`);
+  if (unknown.length) throw new Error(`unknown scenario(s) ${unknown.join(', ')}; known: ${all.map((s) => s.id).join(', ')}, and the groups ${GROUPS.map((g) => g.name).join(', ')}`);
   return picked;
 }
