@@ -75,6 +75,7 @@ export class Message {
     void this.priority;
     this.props = null;
     this.content = null;
+    this.decoded = undefined; // decoded headers can outweigh the body; decode again if needed
     this.source = source;
   }
 
