@@ -5,13 +5,14 @@ import type { LimitStore } from '../core/limits';
 import type { Queue } from '../core/queue/queue';
 import type { Logger } from '../observability/logger';
 import { AmqpError, erlangBinary, UnknownMethodError } from '../protocol/errors';
-import { decodeTableWithin, fieldString, tableGet } from '../protocol/field-table';
+import { tableGet } from '../protocol/field-table';
 import { FRAME_BODY, FRAME_HEARTBEAT, FRAME_METHOD, FrameReader, FrameSink } from '../protocol/frame-reader';
 import { FrameWriter } from '../protocol/frame-writer';
 import { decodeMethod, encodeMethodFrame, M, Method } from '../protocol/spec';
 import type { BrokerContext } from './broker-context';
 import { Channel } from './channel';
 import { serverProperties } from './server-properties';
+import { parseSaslResponse, SASL_MECHANISMS } from './sasl';
 
 const PROTOCOL_HEADER = Buffer.from('AMQP\x00\x00\x09\x01', 'latin1');
 /** Stop handing deliveries to a connection whose unsent output passes this; resume after flush. */
@@ -182,7 +183,7 @@ export class Connection implements FrameSink {
       versionMajor: 0,
       versionMinor: 9,
       serverProperties: serverProperties(this.broker.version, this.broker.config.clusterName),
-      mechanisms: Buffer.from('AMQPLAIN PLAIN'),
+      mechanisms: Buffer.from(SASL_MECHANISMS),
       locales: Buffer.from('en_US'),
     });
     return have.subarray(8);
@@ -281,23 +282,7 @@ export class Connection implements FrameSink {
     if (caps?.type === 'F') {
       this.clientCapabilities = new Map(caps.value.map(([k, v]) => [k, v.type === 't' ? v.value : undefined]));
     }
-    let user = '';
-    let pass = '';
-    if (mechanism === 'PLAIN') {
-      const parts = response.toString('utf8').split('\x00');
-      user = parts[1] ?? '';
-      pass = parts[2] ?? '';
-    } else if (mechanism === 'AMQPLAIN') {
-      // AMQPLAIN's response is a field table without its length prefix.
-      const framed = Buffer.allocUnsafe(response.length + 4);
-      framed.writeUInt32BE(response.length, 0);
-      response.copy(framed, 4);
-      const { table } = decodeTableWithin(framed, 0, framed.length);
-      user = fieldString(tableGet(table, 'LOGIN')) ?? '';
-      pass = fieldString(tableGet(table, 'PASSWORD')) ?? '';
-    } else {
-      throw new AmqpError('COMMAND_INVALID', `unknown authentication mechanism '${mechanism}'`, 10, 11);
-    }
+    const { user, password: pass } = parseSaslResponse(mechanism, response);
     const found = this.broker.users.authenticate(user, pass);
     if (found === undefined) {
       this.log.warn({ user, mechanism }, 'authentication failed');
