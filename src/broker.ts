@@ -75,7 +75,12 @@ export class Broker implements BrokerContext {
     this.store =
       config.dataDir === null
         ? null
-        : SegmentStore.open({ dir: join(config.dataDir, 'messages'), logger: this.logger.child({ component: 'store' }) });
+        : SegmentStore.open({
+            dir: join(config.dataDir, 'messages'),
+            // Compaction rewrites whole segments synchronously; 16 MiB keeps its pauses short.
+            segmentSize: 16 * 1024 * 1024,
+            logger: this.logger.child({ component: 'store' }),
+          });
     this.alarms = new ResourceAlarms({
       memoryHighWatermark: config.memoryHighWatermark,
       diskFreeLimit: config.diskFreeLimit,
