@@ -1,4 +1,3 @@
-import { AmqpError } from '../../protocol/errors';
 import type { FieldTable } from '../../protocol/field-table';
 import { Message } from '../message';
 import type { Consumer } from './consumer';
@@ -6,6 +5,7 @@ import { EntryState, QueueEntry } from './entry';
 import { ExpiryHeap } from './expiry-heap';
 import { ReadyList } from './ready-list';
 import { ColdTail } from './cold-tail';
+import { ConsumerList } from './consumer-list';
 import type { QueueSettings } from './settings';
 import type { MessageStore } from '../../store/message-store';
 
@@ -75,8 +75,7 @@ export class Queue {
   private expiryTimerAt = 0;
   private idleTimer: NodeJS.Timeout | null = null;
   private lastUsed = Date.now();
-  private consumers: Consumer[] = [];
-  private rrIndex = 0;
+  private readonly consumers = new ConsumerList();
   private nextSeq = 1;
   private draining = false;
   private hadConsumer = false;
@@ -169,12 +168,12 @@ export class Queue {
   }
 
   get consumerList(): readonly Consumer[] {
-    return this.consumers;
+    return this.consumers.all;
   }
 
   /** The consumer that receives messages under single-active-consumer, if any. */
   get activeConsumer(): Consumer | undefined {
-    return this.settingsInForce.singleActiveConsumer ? this.consumers[0] : undefined;
+    return this.settingsInForce.singleActiveConsumer ? this.consumers.first : undefined;
   }
 
   /** Whether a persistent message routed here must be written to the store first. */
@@ -321,21 +320,12 @@ export class Queue {
 
   /** Throws if a new consumer (exclusive or not) may not attach now. */
   assertConsumable(exclusive: boolean): void {
-    if (this.consumers.some((c) => c.exclusive) || (exclusive && this.consumers.length !== 0)) {
-      throw new AmqpError('ACCESS_REFUSED', `queue '${this.name}' in vhost '${this.vhost}' in exclusive use`);
-    }
+    this.consumers.assertConsumable(exclusive, this.name, this.vhost);
   }
 
   addConsumer(consumer: Consumer): void {
     this.assertConsumable(consumer.exclusive);
-    if (this.settingsInForce.singleActiveConsumer) {
-      this.consumers.push(consumer); // registration order decides who is active
-    } else {
-      // Kept sorted by priority (stable), so dispatch serves the highest first.
-      let at = this.consumers.length;
-      while (at > 0 && this.consumers[at - 1]!.priority < consumer.priority) at--;
-      this.consumers.splice(at, 0, consumer);
-    }
+    this.consumers.add(consumer, this.settingsInForce.singleActiveConsumer);
     this.hadConsumer = true;
     this.touch();
     this.drain();
@@ -343,10 +333,8 @@ export class Queue {
 
   /** Returns true when the queue deleted itself as a result (auto-delete). */
   removeConsumer(consumer: Consumer): boolean {
-    const at = this.consumers.indexOf(consumer);
+    const at = this.consumers.remove(consumer);
     if (at < 0) return false;
-    this.consumers.splice(at, 1);
-    if (this.rrIndex > at) this.rrIndex--;
     if (this.autoDelete && this.hadConsumer && this.consumers.length === 0 && !this.deleted) {
       this.delete('auto-delete');
       return true;
@@ -365,7 +353,7 @@ export class Queue {
     this.draining = true;
     try {
       while (this.readyCount !== 0) {
-        const consumer = this.pickConsumer();
+        const consumer = this.consumers.pick(this.settingsInForce.singleActiveConsumer);
         if (consumer === undefined) break;
         const entry = this.takeReady();
         if (entry === undefined) break;
@@ -387,8 +375,7 @@ export class Queue {
     this.deleted = true;
     this.heap.clear();
     this.clearTimers();
-    const consumers = this.consumers;
-    this.consumers = [];
+    const consumers = this.consumers.clear();
     this.releaseFlowWaiters();
     for (const c of consumers) c.cancelledByQueue(this);
     this.store?.deleteQueue(this.storeKey);
@@ -549,49 +536,6 @@ export class Queue {
     if (this.expiryTimer !== null) clearTimeout(this.expiryTimer);
     if (this.idleTimer !== null) clearTimeout(this.idleTimer);
     this.expiryTimer = this.idleTimer = null;
-  }
-
-  /**
-   * Round-robin within the highest priority that has a consumer able to accept. Consumers
-   * are sorted by priority, so the first group with capacity wins. Under single active
-   * consumer only the first registered consumer is ever chosen.
-   */
-  private pickConsumer(): Consumer | undefined {
-    const list = this.consumers;
-    const n = list.length;
-    if (n === 0) return undefined;
-    if (this.settingsInForce.singleActiveConsumer) {
-      const active = list[0]!;
-      return active.canAccept() ? active : undefined;
-    }
-    if (list[0]!.priority === list[n - 1]!.priority) {
-      for (let k = 0; k < n; k++) {
-        const i = (this.rrIndex + k) % n;
-        const c = list[i]!;
-        if (c.canAccept()) {
-          this.rrIndex = (i + 1) % n;
-          return c;
-        }
-      }
-      return undefined;
-    }
-    let start = 0;
-    while (start < n) {
-      const priority = list[start]!.priority;
-      let end = start;
-      while (end < n && list[end]!.priority === priority) end++;
-      const size = end - start;
-      for (let k = 0; k < size; k++) {
-        const i = start + ((this.rrIndex + k) % size);
-        const c = list[i]!;
-        if (c.canAccept()) {
-          this.rrIndex = (i - start + 1) % size;
-          return c;
-        }
-      }
-      start = end;
-    }
-    return undefined;
   }
 
   /** Handed to an acking consumer: unacked here, and redelivered=true if we crash now. */
