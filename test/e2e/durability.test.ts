@@ -387,3 +387,31 @@ describe('damaged data files', { skip: external ? 'uses an embedded broker with 
     }
   });
 });
+
+describe('dead-lettering from a long durable queue', { skip: external ? 'uses an embedded broker with a data directory' : false }, () => {
+  it('dead-letters paged-out and cold messages dropped by max-length with their bodies intact', async () => {
+    const { startBroker } = await import('../../src/index');
+    const dir = mkdtempSync(join(tmpdir(), 'warren-dlx-long-'));
+    const b = await startBroker({ port: 0, bind: '127.0.0.1', logLevel: 'silent', dataDir: dir });
+    try {
+      const conn = await amqp.connect(b.url);
+      const ch = await conn.createConfirmChannel();
+      await ch.assertQueue('dead', { durable: true });
+      await ch.assertQueue('long', { durable: true, arguments: { 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': 'dead' } });
+      const n = 12_000;
+      for (let i = 0; i < n; i++) ch.sendToQueue('long', Buffer.from(`body-${i}`), { persistent: true });
+      await ch.waitForConfirms();
+      // Shrinking the limit drops the oldest 11,000: in-memory, paged-out and cold ones alike.
+      b.broker.policies.set('policy', { vhost: '/', name: 'shrink', pattern: '^long$', applyTo: 'queues', priority: 1, definition: { 'max-length': 1000 } });
+      assert.equal((await ch.checkQueue('long')).messageCount, 1000);
+      assert.equal((await ch.checkQueue('dead')).messageCount, n - 1000);
+      const first = await ch.get('dead', { noAck: true });
+      assert.ok(first);
+      assert.equal(first.content.toString(), 'body-0');
+      await conn.close();
+    } finally {
+      await b.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

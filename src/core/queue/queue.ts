@@ -463,9 +463,8 @@ export class Queue {
       if (e === undefined) break;
       this.readyCount--;
       this.readyBytes -= e.msg.bodySize;
-      this.settle(e);
       this.stats.dropped++;
-      this.observer.deadLetter(this, e.msg, 'maxlen');
+      this.deadLetterEntry(e, 'maxlen');
     }
   }
 
@@ -512,9 +511,18 @@ export class Queue {
   }
 
   private expire(e: QueueEntry): void {
-    this.settle(e);
     this.stats.expired++;
-    this.observer.deadLetter(this, e.msg, 'expired');
+    this.deadLetterEntry(e, 'expired');
+  }
+
+  /**
+   * A ready entry leaves without delivery. Settling may free its record in the store, so a
+   * paged-out message is read back first when a dead-letter exchange will need its bytes.
+   */
+  private deadLetterEntry(e: QueueEntry, reason: DeadLetterReason): void {
+    if (this.settingsInForce.deadLetterExchange !== undefined) e.msg.load();
+    this.settle(e);
+    this.observer.deadLetter(this, e.msg, reason);
   }
 
   /** x-expires: delete the queue once it has been unused (no consumers, gets or redeclares) long enough. */
