@@ -9,6 +9,7 @@ import { Config, defaultConfig } from './config';
 import { VHost } from './core/vhost';
 import { PolicyStore } from './core/policy';
 import { ResourceAlarms } from './core/alarms';
+import { TransientPager } from './core/paging';
 import { LimitStore } from './core/limits';
 import { createLogger, Logger } from './observability/logger';
 import type { MessageStore } from './store/message-store';
@@ -57,6 +58,7 @@ export class Broker implements BrokerContext {
   /** Vhost and user resource limits (max-connections, max-queues, max-channels). */
   readonly limits = new LimitStore(this.vhosts, this.users, this.connections);
   readonly alarms: ResourceAlarms;
+  readonly pager: TransientPager;
   /** Persistent messages of durable queues; null when running in memory (no dataDir). */
   readonly store: MessageStore | null;
   /** The definitions file for durable metadata; null when running in memory. */
@@ -86,6 +88,7 @@ export class Broker implements BrokerContext {
       diskFreeLimit: config.diskFreeLimit,
       dataDir: config.dataDir,
     });
+    this.pager = TransientPager.forDataDir(config.dataDir, () => this.alarms.paging);
     this.alarms.onChange = (blocked) => {
       this.logger.warn({ alarms: this.alarms.alarms }, blocked ? 'resource alarm raised, blocking publishers' : 'resource alarms cleared');
       for (const c of this.connections) {
@@ -134,7 +137,7 @@ export class Broker implements BrokerContext {
   addVhost(name: string): VHost {
     let v = this.vhosts.get(name);
     if (v === undefined) {
-      v = new VHost(name, this.policies, this.store, { durableChanged: () => this.metadata?.markDirty() });
+      v = new VHost(name, this.policies, this.store, { durableChanged: () => this.metadata?.markDirty() }, this.pager);
       this.vhosts.set(name, v);
       this.metadata?.markDirty();
     }
@@ -223,6 +226,7 @@ export class Broker implements BrokerContext {
     if (this.metadataTimer !== null) clearInterval(this.metadataTimer);
     this.persistMetadata();
     await this.store?.close();
+    await this.pager.close();
   }
 }
 

@@ -41,11 +41,13 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
     return ExitCode.FAILURE;
   }
 
+  // Signal handlers first: whoever waits for the "listening" line may signal at once.
+  const exit = waitForShutdown(handle, logger);
   logger.info(
     { host: handle.host, port: handle.port, dataDir: config.dataDir },
     `listening for AMQP on ${amqpAddress(handle.host, handle.port)}`,
   );
-  return waitForShutdown(handle, logger);
+  return exit;
 }
 
 /**

@@ -3,6 +3,9 @@ import { totalmem } from 'node:os';
 
 export type AlarmKind = 'memory' | 'disk';
 
+/** RabbitMQ's vm_memory_high_watermark_paging_ratio. */
+const PAGING_RATIO = 0.5;
+
 export interface AlarmOptions {
   /** Absolute bytes, or a fraction of total RAM when <= 1 (RabbitMQ's vm_memory_high_watermark). */
   memoryHighWatermark: number;
@@ -60,9 +63,14 @@ export class ResourceAlarms {
     }
   }
 
+  /** Past RabbitMQ's paging ratio (half the watermark): long queues page transient messages out. */
+  paging = false;
+
   check(): void {
     const before = this.blocked;
-    this.set('memory', process.memoryUsage.rss() > this.memoryLimit);
+    const rss = process.memoryUsage.rss();
+    this.paging = rss > this.memoryLimit * PAGING_RATIO;
+    this.set('memory', rss > this.memoryLimit);
     this.set('disk', this.options.diskFreeLimit > 0 && this.diskFree() < this.options.diskFreeLimit);
     if (before !== this.blocked) this.onChange(this.blocked);
   }

@@ -36,6 +36,8 @@ export class Message {
   private content: Buffer | null;
   /** Set while the bytes live only in the store (paged out to bound memory). */
   private source: MessageSource | null = null;
+  /** Id in the transient pager's scratch store; 0 when never paged there. */
+  pageId = 0;
   readonly bodySize: number;
 
   constructor(
@@ -84,8 +86,19 @@ export class Message {
     if (this.source !== null) this.pageIn();
   }
 
+  /** Transient paging: the bytes went to a scratch store under its own id. */
+  pageOutTo(source: MessageSource, pageId: number): void {
+    void this.persistent;
+    void this.priority;
+    this.pageId = pageId;
+    this.props = null;
+    this.content = null;
+    this.decoded = undefined;
+    this.source = source;
+  }
+
   private pageIn(): void {
-    const m = this.source!.read(this.storeId);
+    const m = this.source!.read(this.pageId !== 0 ? this.pageId : this.storeId);
     this.props = m.properties;
     this.content = m.body;
     this.source = null;

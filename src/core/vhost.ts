@@ -11,6 +11,7 @@ import { effectiveSettings, QueueSettings } from './queue/settings';
 import { PolicyStore } from './policy';
 import { deadLetterCopy, isCycle, publishedRoutingKeys } from './dead-letter';
 import type { MessageStore } from '../store/message-store';
+import type { TransientPager } from './paging';
 import { checkQueueEquivalence, checkExchangeEquivalence } from './equivalence';
 import { validateQueueArguments } from './queue/arguments';
 import { checkQueueLimit } from './limits';
@@ -60,6 +61,7 @@ export class VHost implements QueueObserver {
     private readonly policies: PolicyStore = new PolicyStore(),
     private readonly store: MessageStore | null = null,
     private readonly listener: VHostListener = {},
+    private readonly pager: TransientPager | null = null,
   ) {
     const opts = { durable: true, autoDelete: false, internal: false, arguments: [] as FieldTable };
     this.exchanges.set('', new DefaultExchange(name, opts, this.queues));
@@ -148,7 +150,7 @@ export class VHost implements QueueObserver {
     if (d.passive) throw this.noQueue(name);
     if (!restoring) checkQueueLimit(this, name);
     validateQueueArguments(name, this.name, d.arguments);
-    const q = new Queue(this.name, name, { ...d, store: this.store }, this, this.settingsFor(name, d.arguments));
+    const q = new Queue(this.name, name, { ...d, store: this.store, pager: this.pager }, this, this.settingsFor(name, d.arguments));
     this.queues.set(name, q);
     if (q.durable && q.exclusiveOwner === null) this.listener.durableChanged?.();
     return { queue: q, created: true };

@@ -58,3 +58,50 @@ describe('memory alarm', () => {
     assert.equal(confirmed, true);
   });
 });
+
+describe('paging transient messages', () => {
+  it('pages transient messages of a long queue to disk past half the memory watermark and delivers them intact', async (t) => {
+    const warren = suite.broker.warren;
+    if (warren === undefined) return t.skip('needs the embedded broker to set the memory threshold');
+    const alarms = warren.broker.alarms;
+    const normalLimit = alarms.memoryLimit;
+    t.after(() => {
+      alarms.memoryLimit = normalLimit;
+      alarms.check();
+    });
+    // Between half the limit and the limit: paging, but no alarm blocking publishers.
+    alarms.memoryLimit = Math.floor(process.memoryUsage.rss() * 1.6);
+    alarms.check();
+    assert.equal(alarms.paging, true);
+    assert.equal(alarms.blocked, false);
+
+    const conn = await amqp.connect(suite.broker.url);
+    t.after(() => conn.close());
+    const ch = await conn.createConfirmChannel();
+    const { queue } = await ch.assertQueue('', { exclusive: true });
+    const n = 5000;
+    for (let i = 0; i < n; i++) ch.sendToQueue(queue, Buffer.from(`t${i}-${'z'.repeat(100)}`), { headers: { i } });
+    await ch.waitForConfirms();
+    const q = warren.broker.vhosts.get('/')!.queues.get(queue)!;
+    const paged = q.peekReady(0, n).filter((e) => e.msg.pagedOut).length;
+    assert.ok(paged >= n - 2100, `only ${paged} of ${n} were paged out`);
+
+    let next = 0;
+    await new Promise<void>((resolve, reject) => {
+      void ch.consume(
+        queue,
+        (m) => {
+          if (m === null) return;
+          try {
+            assert.equal(m.content.toString(), `t${next}-${'z'.repeat(100)}`);
+            assert.equal(m.properties.headers?.i, next);
+          } catch (err) {
+            reject(err);
+          }
+          if (++next === n) resolve();
+        },
+        { noAck: true },
+      );
+    });
+  });
+});

@@ -6,6 +6,7 @@ import { ExpiryHeap } from './expiry-heap';
 import { ReadyList } from './ready-list';
 import { ColdTail } from './cold-tail';
 import { ConsumerList } from './consumer-list';
+import type { TransientPager } from '../paging';
 import type { QueueSettings } from './settings';
 import type { MessageStore } from '../../store/message-store';
 
@@ -13,6 +14,8 @@ export type { QueueEntry } from './entry';
 
 export interface QueueOptions {
   durable: boolean;
+  /** Pages transient messages of long queues to disk under memory pressure. */
+  pager?: TransientPager | null;
   /** Where persistent messages of a durable queue are recorded; null keeps them in memory only. */
   store?: MessageStore | null;
   exclusiveOwner: object | null;
@@ -98,6 +101,7 @@ export class Queue {
   readonly arguments: FieldTable;
   /** The store and this queue's key in it, for durable queues when persistence is on. */
   private readonly store: MessageStore | null;
+  private readonly pager: TransientPager | null;
   readonly storeKey: string;
 
   constructor(
@@ -112,6 +116,7 @@ export class Queue {
     this.autoDelete = options.autoDelete;
     this.arguments = options.arguments;
     this.store = options.durable ? (options.store ?? null) : null;
+    this.pager = options.pager ?? null;
     this.storeKey = `${vhost}\u0000${name}`;
     const maxPriority = settingsInForce.maxPriority;
     this.ready = new ReadyList(maxPriority !== undefined && maxPriority > 0 ? Math.min(maxPriority, 255) + 1 : 1);
@@ -230,8 +235,11 @@ export class Queue {
     this.ready.push(entry);
     this.readyCount++;
     this.readyBytes += msg.bodySize;
-    // A long durable backlog keeps only small records in memory: bytes are read back on delivery.
-    if (this.readyCount > PAGE_OUT_AFTER && msg.pageable && this.store !== null) msg.pageOut(this.store);
+    // A long backlog keeps only small records in memory: bytes are read back on delivery.
+    if (this.readyCount > PAGE_OUT_AFTER) {
+      if (msg.pageable && this.store !== null) msg.pageOut(this.store);
+      else if (this.pager !== null && msg.pageId === 0 && !msg.pagedOut && this.pager.active) this.pager.page(msg);
+    }
     if (expiresAt !== 0) this.trackExpiry(entry);
     if (s.maxLength !== undefined || s.maxLengthBytes !== undefined) this.enforceLimits();
     if (this.consumers.length !== 0) {
@@ -556,6 +564,7 @@ export class Queue {
   private settle(entry: QueueEntry): void {
     entry.state = EntryState.Gone;
     entry.msg.refs--;
+    if (entry.msg.refs === 0 && entry.msg.pageId !== 0) this.pager?.release(entry.msg);
     if (this.store !== null && entry.msg.storeId !== 0) this.store.ack(this.storeKey, entry.msg.storeId);
   }
 
