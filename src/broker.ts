@@ -176,12 +176,19 @@ export class Broker implements BrokerContext {
         listeners.push({ ip: addr.address, port: this.tlsBoundPort, protocol: 'amqps' });
       }
       if (this.config.managementPort >= 0) {
-        this.management = await startManagement(this, {
-          port: this.config.managementPort,
-          bind: this.config.bind,
-          listeners,
-          tls: this.config.managementTls ? tlsServerOptions(this.config) : undefined,
-        });
+        try {
+          this.management = await startManagement(this, {
+            port: this.config.managementPort,
+            bind: this.config.bind,
+            listeners,
+            tls: this.config.managementTls ? tlsServerOptions(this.config) : undefined,
+          });
+        } catch (err) {
+          // A taken management port (say, a RabbitMQ next door on 15672) should not keep AMQP
+          // clients out: run without the API and say so loudly.
+          if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+          this.logger.error({ port: this.config.managementPort }, `management port ${this.config.managementPort} is already in use; running without the management API`);
+        }
       }
     } catch (err) {
       // Fail as a whole (e.g. the management port is taken): no listener left behind.

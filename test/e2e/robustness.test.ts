@@ -95,3 +95,20 @@ describe('hostile and broken peers', () => {
     assert.match(err.message, /CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'/);
   });
 });
+
+describe('a taken management port', () => {
+  it('keeps AMQP running without the management API and reports no management port', async (t) => {
+    if (suite.broker.external) return t.skip('starts its own broker');
+    const { createServer } = await import('node:net');
+    const blocker = createServer();
+    const port = await new Promise<number>((resolve) => blocker.listen(0, '127.0.0.1', () => resolve((blocker.address() as { port: number }).port)));
+    t.after(() => blocker.close());
+    const b = await startExtraWarren(t, { managementPort: port });
+    assert.equal(b.warren!.managementPort, null);
+    const conn = await amqp.connect(b.url);
+    const ch = await conn.createChannel();
+    const { queue } = await ch.assertQueue('', { exclusive: true });
+    assert.match(queue, /^amq\.gen-/);
+    await conn.close();
+  });
+});
