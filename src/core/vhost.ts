@@ -9,7 +9,8 @@ import type { Message } from './message';
 import { DeadLetterReason, EnqueueOutcome, Queue, QueueDeletedReason, QueueObserver, QueueOptions } from './queue/queue';
 import { effectiveSettings, QueueSettings } from './queue/settings';
 import { PolicyStore } from './policy';
-import { deadLetterCopy, isCycle, publishedRoutingKeys } from './dead-letter';
+import { publishedRoutingKeys } from './dead-letter';
+import { DeadLetterRouter } from './dead-letter-router';
 import type { MessageStore } from '../store/message-store';
 import type { TransientPager } from './paging';
 import { checkQueueEquivalence, checkExchangeEquivalence } from './equivalence';
@@ -239,7 +240,7 @@ export class VHost implements QueueObserver {
       if (q.persists && msg.persistent) this.persist(msg, this.single(q));
       if (q.enqueue(msg) !== EnqueueOutcome.Accepted) this.lastPublishRejected = true;
       if (q.backlogged) this.backloggedQueue = q;
-      if (this.deadLetters.length !== 0) this.processDeadLetters();
+      if (this.deadLetters.hasPending) this.deadLetters.flush();
       return this.lastPublishRejected ? 0 : 1;
     }
     const queues = this.route(exchange, msg, extraKeys);
@@ -248,8 +249,9 @@ export class VHost implements QueueObserver {
     let accepted = 0;
     this.lastPublishRejected = false;
     const held = this.held;
-    const nested = this.publishing;
-    this.publishing = true;
+    // The routed array is the vhost's scratch: dead letters wait until the loop is done.
+    const nested = this.deadLetters.deferred;
+    this.deadLetters.deferred = true;
     try {
       for (let i = 0; i < n; i++) {
         const q = queues[i]!;
@@ -258,19 +260,16 @@ export class VHost implements QueueObserver {
         if (q.backlogged) this.backloggedQueue = q;
       }
     } finally {
-      this.publishing = nested;
+      this.deadLetters.deferred = nested;
     }
     queues.length = 0;
-    if (this.deadLetters.length !== 0 && !nested) this.processDeadLetters();
+    if (this.deadLetters.hasPending && !nested) this.deadLetters.flush();
     if (held && n === 0) {
       // A delayed exchange took it: routed, as far as the publisher knows. Persistent messages
       // held by a durable delayed exchange are stored so they survive a restart.
       const x = this.heldBy!;
       if (this.store !== null && x.durable && msg.persistent && msg.storeId === 0) {
-        msg.storeId = this.store.publish(
-          { exchange: msg.exchange, routingKey: msg.routingKey, properties: msg.rawProperties, body: msg.body },
-          [x.storeKey],
-        );
+        msg.storeId = this.storeMessage(msg, [x.storeKey]);
         msg.pageable = true;
         msg.pageOut(this.store);
       }
@@ -324,48 +323,32 @@ export class VHost implements QueueObserver {
     let keys: string[] | null = null;
     for (const q of queues) if (q.persists) (keys ??= []).push(q.storeKey);
     if (keys === null) return;
-    msg.storeId = this.store!.publish(
-      { exchange: msg.exchange, routingKey: msg.routingKey, properties: msg.rawProperties, body: msg.body },
-      keys,
-    );
+    msg.storeId = this.storeMessage(msg, keys);
     msg.pageable = keys.length === queues.length;
+  }
+
+  private storeMessage(msg: Message, keys: string[]): number {
+    return this.store!.publish({ exchange: msg.exchange, routingKey: msg.routingKey, properties: msg.rawProperties, body: msg.body }, keys);
   }
 
   // ---- dead-lettering --------------------------------------------------------------------
 
-  private readonly deadLetters: Array<{ queue: Queue; msg: Message; reason: DeadLetterReason }> = [];
-  private publishing = false;
-  private deadLettering = false;
+  private readonly deadLetters = new DeadLetterRouter({
+    exchange: (name) => this.exchanges.get(name),
+    routeToQueues: (x, copy, extraKeys) => {
+      const scratch = this.route(x, copy, extraKeys);
+      const queues = scratch.slice();
+      scratch.length = 0;
+      return queues;
+    },
+    persist: (copy, queues) => {
+      if (this.store !== null) this.persist(copy, queues);
+    },
+  });
 
-  /** QueueObserver: a message left `queue` without an ack. Queued, then routed iteratively. */
+  /** QueueObserver: a message left `queue` without an ack. */
   deadLetter(queue: Queue, msg: Message, reason: DeadLetterReason): void {
-    if (queue.settings.deadLetterExchange === undefined) return;
-    this.deadLetters.push({ queue, msg, reason });
-    // Inside publish() the routing scratch arrays are in use: publish() drains the list after.
-    if (!this.deadLettering && !this.publishing) this.processDeadLetters();
-  }
-
-  /** A work list instead of recursion: dead-lettering can cascade (DLX queue full, expired...). */
-  private processDeadLetters(): void {
-    if (this.deadLettering) return;
-    this.deadLettering = true;
-    try {
-      const now = Date.now();
-      for (let item = this.deadLetters.shift(); item !== undefined; item = this.deadLetters.shift()) {
-        const { queue, msg, reason } = item;
-        const x = this.exchanges.get(queue.settings.deadLetterExchange!);
-        if (x === undefined) continue; // RabbitMQ drops it when the DLX does not exist
-        const { copy, routingKeys } = deadLetterCopy(msg, queue, reason, now, x.name, queue.settings.deadLetterRoutingKey);
-        const targets = this.route(x, copy, routingKeys.length > 1 ? routingKeys.slice(1) : null);
-        const list = targets.slice();
-        targets.length = 0;
-        const live = reason === 'rejected' ? list : list.filter((target) => !isCycle(copy, target));
-        if (this.store !== null && live.length !== 0 && copy.persistent) this.persist(copy, live);
-        for (const target of live) target.enqueue(copy);
-      }
-    } finally {
-      this.deadLettering = false;
-    }
+    this.deadLetters.add(queue, msg, reason);
   }
 
   // ---- policies --------------------------------------------------------------------------
