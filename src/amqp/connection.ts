@@ -12,6 +12,7 @@ import { decodeMethod, encodeMethodFrame, M, Method } from '../protocol/spec';
 import type { BrokerContext } from './broker-context';
 import { Channel } from './channel';
 import { serverProperties } from './server-properties';
+import { HeartbeatMonitor } from './heartbeat';
 import { parseSaslResponse, SASL_MECHANISMS } from './sasl';
 
 const PROTOCOL_HEADER = Buffer.from('AMQP\x00\x00\x09\x01', 'latin1');
@@ -35,14 +36,12 @@ export class Connection implements FrameSink {
   private headerBytes: Buffer | null = null;
   private readonly channels = new Map<number, Channel>();
   private channelMax = 2047;
-  private heartbeatTimer: NodeJS.Timeout | null = null;
   private handshakeTimer: NodeJS.Timeout | null;
   private closeTimer: NodeJS.Timeout | null = null;
   private flushScheduled = false;
   private socketBlocked = false;
   /** A consumer was refused for output reasons; wake queues when output drains. */
   outputStarved = false;
-  private receivedSinceTick = true;
   /** A resource alarm is in force for this connection (it publishes and the broker is over a limit). */
   private alarmActive = false;
   private publishedOnce = false;
@@ -51,8 +50,14 @@ export class Connection implements FrameSink {
   private flowPaused = false;
   private yieldPaused = false;
   private readSinceYield = 0;
-  private sentSinceTick = false;
-  private missedTicks = 0;
+  private readonly heartbeat: HeartbeatMonitor = new HeartbeatMonitor({
+    sendHeartbeat: () => this.writer.heartbeat(),
+    readingPaused: () => this.readPaused || this.flowPaused,
+    peerSilent: () => {
+      this.log.info('missed heartbeats from client, closing connection');
+      this.socket.destroy();
+    },
+  });
   vhost: VHost | null = null;
   access: AccessContext | null = null;
   clientProperties: Record<string, unknown> = {};
@@ -142,7 +147,7 @@ export class Connection implements FrameSink {
   // ---- input -----------------------------------------------------------------------------
 
   private onData(chunk: Buffer): void {
-    this.receivedSinceTick = true;
+    this.heartbeat.received = true;
     // Fairness: libuv may hand one busy socket megabytes in a single turn; yielding after each
     // share lets other connections' acks and deliveries in between (a slow, prefetch-limited
     // consumer is otherwise starved by a flooding publisher).
@@ -311,7 +316,7 @@ export class Connection implements FrameSink {
     this.reader.frameMax = frameMax;
     this.writer.frameMax = frameMax;
     this.state = 'open';
-    if (heartbeat > 0) this.startHeartbeat(heartbeat);
+    if (heartbeat > 0) this.heartbeat.start(heartbeat);
   }
 
   private open(vhostName: string): void {
@@ -404,28 +409,6 @@ export class Connection implements FrameSink {
 
   private clientCapabilities: Map<string, unknown> | null = null;
 
-  // ---- heartbeats ------------------------------------------------------------------------
-
-  private startHeartbeat(seconds: number): void {
-    // Tick at half the interval: send a heartbeat if we were quiet, and count silent ticks;
-    // four silent half-intervals are RabbitMQ's "two missed heartbeats".
-    this.heartbeatTimer = setInterval(() => {
-      if (!this.sentSinceTick) {
-        this.writer.heartbeat();
-      }
-      this.sentSinceTick = false;
-      if (this.receivedSinceTick || this.readPaused || this.flowPaused) {
-        // A connection we stopped reading cannot be judged by what it sent.
-        this.missedTicks = 0;
-      } else if (++this.missedTicks >= 4) {
-        this.log.info({ timeout: seconds }, 'missed heartbeats from client, closing connection');
-        this.socket.destroy();
-      }
-      this.receivedSinceTick = false;
-    }, (seconds * 1000) / 2);
-    this.heartbeatTimer.unref();
-  }
-
   // ---- output ----------------------------------------------------------------------------
 
   /** Something (coalesced confirms) must go out this turn even if no frame was encoded yet. */
@@ -448,7 +431,7 @@ export class Connection implements FrameSink {
       this.writer.discard();
       return;
     }
-    this.sentSinceTick = true;
+    this.heartbeat.sent = true;
     if (!this.writer.flushTo(this.socket)) {
       this.socketBlocked = true;
     } else if (this.outputStarved) {
@@ -510,7 +493,7 @@ export class Connection implements FrameSink {
     if (this.state === 'closed') return;
     this.state = 'closed';
     this.reader.stopped = true;
-    if (this.heartbeatTimer !== null) clearInterval(this.heartbeatTimer);
+    this.heartbeat.stop();
     if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
     if (this.closeTimer !== null) clearTimeout(this.closeTimer);
     this.teardownChannels();
