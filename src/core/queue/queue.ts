@@ -6,6 +6,7 @@ import { ExpiryHeap } from './expiry-heap';
 import { ReadyList } from './ready-list';
 import { ColdTail } from './cold-tail';
 import { ConsumerList } from './consumer-list';
+import { IdleExpiry } from './idle-expiry';
 import type { TransientPager } from '../paging';
 import type { QueueSettings } from './settings';
 import type { MessageStore } from '../../store/message-store';
@@ -76,8 +77,10 @@ export class Queue {
   private readonly heap = new ExpiryHeap();
   private expiryTimer: NodeJS.Timeout | null = null;
   private expiryTimerAt = 0;
-  private idleTimer: NodeJS.Timeout | null = null;
-  private lastUsed = Date.now();
+  private readonly idleExpiry = new IdleExpiry(
+    () => !this.deleted && this.consumers.length === 0,
+    () => this.delete('expired'),
+  );
   private readonly consumers = new ConsumerList();
   private nextSeq = 1;
   private draining = false;
@@ -120,7 +123,7 @@ export class Queue {
     this.storeKey = `${vhost}\u0000${name}`;
     const maxPriority = settingsInForce.maxPriority;
     this.ready = new ReadyList(maxPriority !== undefined && maxPriority > 0 ? Math.min(maxPriority, 255) + 1 : 1);
-    this.armIdleTimer();
+    this.idleExpiry.arm(this.settingsInForce.expires);
   }
 
   get settings(): QueueSettings {
@@ -131,7 +134,7 @@ export class Queue {
   applySettings(settings: QueueSettings): void {
     this.settingsInForce = settings;
     this.enforceLimits();
-    this.armIdleTimer();
+    this.idleExpiry.arm(this.settingsInForce.expires);
   }
 
   /** True when a publisher should pause for this queue's consumers to catch up. */
@@ -348,7 +351,7 @@ export class Queue {
       return true;
     }
     this.touch();
-    this.armIdleTimer();
+    this.idleExpiry.arm(this.settingsInForce.expires);
     if (this.consumers.length === 0) this.releaseFlowWaiters();
     // Under single-active-consumer the next consumer may just have become active.
     if (at === 0 && this.settingsInForce.singleActiveConsumer) this.drain();
@@ -393,7 +396,7 @@ export class Queue {
 
   /** A redeclare counts as use for x-expires. */
   touch(): void {
-    this.lastUsed = Date.now();
+    this.idleExpiry.touch();
   }
 
   // ---- internals -------------------------------------------------------------------------
@@ -533,25 +536,10 @@ export class Queue {
     this.observer.deadLetter(this, e.msg, reason);
   }
 
-  /** x-expires: delete the queue once it has been unused (no consumers, gets or redeclares) long enough. */
-  private armIdleTimer(): void {
-    const expires = this.settingsInForce.expires;
-    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
-    this.idleTimer = null;
-    if (expires === undefined || this.deleted || this.consumers.length !== 0) return;
-    this.idleTimer = setTimeout(() => {
-      this.idleTimer = null;
-      if (this.deleted || this.consumers.length !== 0) return;
-      if (Date.now() - this.lastUsed >= expires) this.delete('expired');
-      else this.armIdleTimer();
-    }, Math.min(MAX_TIMER_MS, Math.max(0, this.lastUsed + expires - Date.now())));
-    this.idleTimer.unref();
-  }
-
   private clearTimers(): void {
     if (this.expiryTimer !== null) clearTimeout(this.expiryTimer);
-    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
-    this.expiryTimer = this.idleTimer = null;
+    this.expiryTimer = null;
+    this.idleExpiry.stop();
   }
 
   /** Handed to an acking consumer: unacked here, and redelivered=true if we crash now. */
