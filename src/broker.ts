@@ -20,6 +20,7 @@ import { restoreMessages } from './recovery';
 import { startManagement, type ManagementHandle } from './http';
 import { createServer as createTlsServer } from 'node:tls';
 import { tlsServerOptions } from './transport/tls';
+import { ClusterNode } from './cluster/cluster-node';
 
 export interface BrokerHandle {
   readonly host: string;
@@ -68,6 +69,8 @@ export class Broker implements BrokerContext {
   private management: ManagementHandle | null = null;
   private tlsServer: Server | null = null;
   private tlsBoundPort: number | null = null;
+  /** This node's cluster membership; null when stand-alone (no --cluster-etcd). */
+  readonly cluster: ClusterNode | null;
 
   constructor(
     readonly config: Config,
@@ -96,11 +99,16 @@ export class Broker implements BrokerContext {
         else c.alarmCleared();
       }
     };
+    this.cluster = config.clusterEtcd.length === 0 ? null : new ClusterNode(this);
     this.policies.onChange = (vhost) => {
       this.vhosts.get(vhost)?.reapplyPolicies();
       this.metadata?.markDirty();
+      this.cluster?.markDirty();
     };
-    this.limits.onChange = () => this.metadata?.markDirty();
+    this.limits.onChange = () => {
+      this.metadata?.markDirty();
+      this.cluster?.markDirty();
+    };
     this.metadata =
       config.dataDir === null ? null : new DurableMetadata(this, new DefinitionsStore(config.dataDir, this.logger.child({ component: 'definitions' })));
     if (this.metadata === null || !this.metadata.restore()) {
@@ -117,6 +125,7 @@ export class Broker implements BrokerContext {
   /** Something durable changed outside the vhost model's own hooks (e.g. a vhost was removed). */
   metadataChanged(): void {
     this.metadata?.markDirty();
+    this.cluster?.markDirty();
   }
 
   /** Saves durable metadata if it changed; connections call it before writing replies. */
@@ -137,14 +146,44 @@ export class Broker implements BrokerContext {
   addVhost(name: string): VHost {
     let v = this.vhosts.get(name);
     if (v === undefined) {
-      v = new VHost(name, this.policies, this.store, { durableChanged: () => this.metadata?.markDirty() }, this.pager);
+      const listener = { durableChanged: () => this.metadata?.markDirty(), topologyChanged: () => this.cluster?.markDirty() };
+      v = new VHost(name, this.policies, this.store, listener, this.pager);
       this.vhosts.set(name, v);
       this.metadata?.markDirty();
+      this.cluster?.markDirty();
     }
     return v;
   }
 
+  /**
+   * Deleting a vhost closes its connections, deletes its queues (consumers are cancelled),
+   * and forgets its exchanges, permissions, policies and metadata.
+   */
+  deleteVhost(name: string): void {
+    const v = this.vhosts.get(name);
+    if (v === undefined) return;
+    for (const c of [...this.connections]) {
+      if (c.vhost === v) c.close('CONNECTION_FORCED', `vhost '${name}' is deleted`);
+    }
+    for (const q of [...v.queues.values()]) q.delete('deleted');
+    for (const x of [...v.exchanges.values()]) {
+      if (x.name !== '' && !x.name.startsWith('amq.')) v.deleteExchange(x.name, false);
+    }
+    this.vhosts.delete(name);
+    this.metadataChanged();
+    this.users.forgetVhost(name);
+    for (const kind of ['policy', 'operator'] as const) {
+      for (const p of this.policies.list(kind, name)) this.policies.delete(kind, name, p.name);
+    }
+  }
+
   async listen(): Promise<{ host: string; port: number }> {
+    // A cluster member takes the shared metadata before any client can see the model.
+    if (this.cluster !== null) {
+      await this.cluster.start((socket) => {
+        this.accept(socket).linkOnly = true;
+      });
+    }
     const server = createServer((socket) => this.accept(socket));
     this.server = server;
     await new Promise<void>((resolve, reject) => {
@@ -165,6 +204,7 @@ export class Broker implements BrokerContext {
     }
     const addr = server.address();
     if (addr === null || typeof addr === 'string') throw new Error('listener has no TCP address');
+    await this.cluster?.register(addr.port);
     const listeners: Array<{ ip: string; port: number; protocol: 'amqp' | 'amqps' }> = [{ ip: addr.address, port: addr.port, protocol: 'amqp' }];
     try {
       if (this.config.tlsPort >= 0) {
@@ -204,10 +244,11 @@ export class Broker implements BrokerContext {
     return { host: addr.address, port: addr.port };
   }
 
-  private accept(socket: Socket): void {
+  private accept(socket: Socket): Connection {
     const conn = new Connection(socket, this, (c) => this.connections.delete(c));
     this.connections.add(conn);
     if (this.alarms.blocked) conn.alarmRaised();
+    return conn;
   }
 
   /** Graceful stop: no new connections, 320 CONNECTION_FORCED to every client, then wait for sockets. */
@@ -230,6 +271,7 @@ export class Broker implements BrokerContext {
     await tlsClosed;
     await managementClosed;
     clearTimeout(deadline);
+    await this.cluster?.stop();
     if (this.metadataTimer !== null) clearInterval(this.metadataTimer);
     this.persistMetadata();
     await this.store?.close();

@@ -53,6 +53,18 @@ export interface Config {
   tlsCaFile: string | null;
   /** Serve the management API, UI and metrics over HTTPS with the TLS certificate. */
   managementTls: boolean;
+  /** etcd client URLs; empty runs stand-alone, otherwise the node joins or forms a cluster. */
+  clusterEtcd: string[];
+  /** This node's name in the cluster (unique among its members). */
+  nodeName: string;
+  /** Port of the node-to-node link listener (AMQP, cluster credentials only); 0 picks a free one. */
+  clusterPort: number;
+  /** Address other nodes reach this node's link and AMQP listeners at; '' uses --bind or 127.0.0.1. */
+  clusterAdvertise: string;
+  /** etcd key prefix, so several clusters can share one etcd. */
+  clusterPrefix: string;
+  /** Seconds of the node's etcd lease: a dead node's queues fail over after about this long. */
+  clusterLeaseSeconds: number;
 }
 
 export type ConsumerTimeoutAction = 'cancel-consumer' | 'close-channel';
@@ -83,6 +95,12 @@ export function defaultConfig(): Config {
     tlsKeyFile: null,
     tlsCaFile: null,
     managementTls: false,
+    clusterEtcd: [],
+    nodeName: `warren@${hostname()}`,
+    clusterPort: 25672,
+    clusterAdvertise: '',
+    clusterPrefix: '/warren',
+    clusterLeaseSeconds: 3,
   };
 }
 
@@ -311,6 +329,16 @@ const userList: ValueType<string[]> = {
 
 const PORT = integer(0, 65535);
 
+const urlList: ValueType<string[]> = {
+  fromText: (raw) => ({ value: raw.split(',').map((u) => u.trim()).filter((u) => u !== '') }),
+  fromJson: (value) =>
+    Array.isArray(value) && value.every((u) => typeof u === 'string')
+      ? { value: [...(value as string[])] }
+      : typeof value === 'string'
+        ? { value: value.split(',').filter((u) => u !== '') }
+        : { expected: 'an array of URLs' },
+};
+
 // The AMQP 0-9-1 spec sets the minimum frame size to 4096 octets (section 4.2.3, frame-min-size);
 // frame-max is a long, and we keep it to a signed 32-bit value as RabbitMQ does.
 const SETTINGS: readonly Setting[] = [
@@ -338,6 +366,12 @@ const SETTINGS: readonly Setting[] = [
   { key: 'tlsKeyFile', flag: '--tls-key', arg: '<file>', env: 'WARREN_TLS_KEY', description: 'PEM private key for the certificate', type: optionalFile },
   { key: 'tlsCaFile', flag: '--tls-ca', arg: '<file>', env: 'WARREN_TLS_CA', description: 'PEM CA bundle; clients must then present a certificate it signed', type: optionalFile },
   { key: 'managementTls', flag: '--management-tls', arg: '<true|false>', env: 'WARREN_MANAGEMENT_TLS', description: 'serve the management API over HTTPS', type: booleanValue },
+  { key: 'clusterEtcd', flag: '--cluster-etcd', arg: '<urls>', env: 'WARREN_CLUSTER_ETCD', description: 'comma-separated etcd client URLs; joins or forms a cluster (empty: stand-alone)', type: urlList },
+  { key: 'nodeName', flag: '--node-name', arg: '<name>', env: 'WARREN_NODE_NAME', description: "this node's unique name in the cluster", type: text({ allowEmpty: false }) },
+  { key: 'clusterPort', flag: '--cluster-port', arg: '<port>', env: 'WARREN_CLUSTER_PORT', description: 'node-to-node link port', type: PORT },
+  { key: 'clusterAdvertise', flag: '--cluster-advertise', arg: '<host>', env: 'WARREN_CLUSTER_ADVERTISE', description: 'address other nodes use to reach this one (empty: --bind, or 127.0.0.1)', type: text({ allowEmpty: true }) },
+  { key: 'clusterPrefix', flag: '--cluster-prefix', arg: '<prefix>', env: 'WARREN_CLUSTER_PREFIX', description: 'etcd key prefix of the cluster', type: text({ allowEmpty: false }) },
+  { key: 'clusterLeaseSeconds', flag: '--cluster-lease', arg: '<seconds>', env: 'WARREN_CLUSTER_LEASE', description: "seconds of the node's etcd lease (failure detection)", type: integer(2, 60) },
 ] satisfies { [K in keyof Config]: Setting<K> }[keyof Config][];
 
 function buildProgram(version: string): Command {

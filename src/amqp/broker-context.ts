@@ -1,4 +1,4 @@
-import type { AccessContext, UserStore } from '../auth/users';
+import type { AccessContext, User, UserStore } from '../auth/users';
 import type { Config } from '../config';
 import type { VHost } from '../core/vhost';
 import type { Logger } from '../observability/logger';
@@ -20,6 +20,20 @@ export interface BrokerContext {
   readonly limits?: LimitStore;
   /** Durable metadata changed by this turn's methods is saved before replies go out. */
   persistMetadata(): void;
+  /** The cluster this node belongs to; null or absent when stand-alone. */
+  readonly cluster?: ClusterContext | null;
+}
+
+/** What AMQP connections and channels need from the cluster (src/cluster implements it). */
+export interface ClusterContext {
+  /** The home nodes' confirms of the publish just routed (forwards to remote queues), or null. */
+  takeForwards(): Promise<void>[] | null;
+  /** While true, routing reaches local queues only: a publish forwarded here over a link. */
+  localOnly: boolean;
+  /** This node's topology changes are in etcd: the reply to the client that made them may go. */
+  commitTopology(): Promise<void>;
+  /** A node-to-node link logging in: the cluster's internal user, or undefined. */
+  authenticateLink(user: string, password: string): User | undefined;
 }
 
 /** Per-connection facts a channel needs. */

@@ -89,6 +89,10 @@ export class Channel {
   }
 
   onFrame(type: number, buf: Buffer, start: number, end: number): void {
+    if (this.held !== null && this.state === 'open') {
+      this.held.push([type, Buffer.from(buf.subarray(start, end))]);
+      return;
+    }
     if (this.state !== 'open') {
       // After channel.close only close-ok (or a crossing close) counts (spec §2.2.4).
       if (type === FRAME_METHOD) {
@@ -130,6 +134,43 @@ export class Channel {
       if (err instanceof AmqpError && !err.isConnectionError) this.fail(err);
       else throw err;
     }
+  }
+
+  /** Frames that arrived while a cluster round trip was out; replayed in order after it. */
+  private held: Array<[number, Buffer]> | null = null;
+
+  /**
+   * Holds this channel's later frames until `work` (a round trip to etcd or another node)
+   * settles, so replies keep the order of the methods, as AMQP requires.
+   */
+  park(work: Promise<void>): void {
+    this.held ??= [];
+    work.then(
+      () => this.unpark(),
+      (err: unknown) => {
+        this.fail(err instanceof AmqpError ? err : new AmqpError('INTERNAL_ERROR', err instanceof Error ? err.message : String(err)));
+        this.unpark();
+      },
+    );
+  }
+
+  private unpark(): void {
+    const frames = this.held ?? [];
+    this.held = null;
+    try {
+      for (let i = 0; i < frames.length; i++) {
+        if (this.held !== null) {
+          // Parked again by a replayed method: the rest waits, still ahead of newer frames.
+          (this.held as Array<[number, Buffer]>).push(...frames.slice(i));
+          break;
+        }
+        const [type, frame] = frames[i]!;
+        this.onFrame(type, frame, 0, frame.length);
+      }
+    } catch (err) {
+      this.conn.failConnection(err instanceof AmqpError ? err : new AmqpError('INTERNAL_ERROR', String(err)));
+    }
+    this.conn.requestFlush();
   }
 
   private onMethod(m: Method): void {
@@ -204,10 +245,36 @@ export class Channel {
       case M.AccessRequest:
         this.conn.sendMethod(this.id, { key: M.AccessRequestOk, ticket: 1 });
         return;
-      default:
-        if (!handleTopologyMethod(this, m)) {
+      default: {
+        const cluster = this.conn.broker.cluster;
+        if (cluster == null) {
+          if (!handleTopologyMethod(this, m)) throw new AmqpError('COMMAND_INVALID', `unexpected method on channel ${this.id}`, m.key >>> 16, m.key & 0xffff);
+          return;
+        }
+        // In a cluster the reply waits until etcd has the change (read-your-writes from any node).
+        const replies: Method[] = [];
+        const remote: Array<Promise<void>> = [];
+        const out = { reply: (r: Method) => void replies.push(r), defer: (p: Promise<void>) => void remote.push(p) };
+        if (!handleTopologyMethod(this, m, out)) {
           throw new AmqpError('COMMAND_INVALID', `unexpected method on channel ${this.id}`, m.key >>> 16, m.key & 0xffff);
         }
+        const classMethod = (err: unknown): never => {
+          throw err instanceof AmqpError ? err.at(m.key >>> 16, m.key & 0xffff) : err;
+        };
+        this.park(
+          Promise.all(remote).catch(classMethod).then(() => cluster.commitTopology()).then(
+            () => {
+              for (const r of replies) this.conn.sendMethod(this.id, r);
+            },
+            (err: unknown) => {
+              if (err instanceof AmqpError) throw err;
+              this.conn.log.warn({ err: (err as Error).message }, 'cluster metadata store unavailable');
+              throw new AmqpError('INTERNAL_ERROR', 'cluster metadata store (etcd) unavailable; try again', m.key >>> 16, m.key & 0xffff);
+            },
+          ),
+        );
+        return;
+      }
     }
   }
 
@@ -297,7 +364,23 @@ export class Channel {
 
   private route(exchange: Exchange, msg: Message, mandatory: boolean, extraKeys: string[] | null): void {
     const vhost = this.session.vhost;
-    let routed = vhost.publish(exchange, msg, extraKeys);
+    const cluster = this.conn.broker.cluster;
+    let routed: number;
+    if (cluster == null) routed = vhost.publish(exchange, msg, extraKeys);
+    else {
+      // A publish forwarded over a link was routed by the sending node: only local queues here.
+      cluster.localOnly = this.conn.isClusterLink;
+      try {
+        routed = vhost.publish(exchange, msg, extraKeys);
+      } finally {
+        cluster.localOnly = false;
+      }
+      const forwards = cluster.takeForwards();
+      if (forwards !== null) {
+        this.routeRemote(msg, mandatory, routed, vhost.lastPublishRejected, forwards);
+        return;
+      }
+    }
     if (routed === 0 && exchange.name === '' && msg.routingKey.startsWith(REPLY_TO_PREFIX)) {
       const replyQueue = this.conn.broker.directReply.lookup(msg.routingKey);
       if (replyQueue !== undefined) {
@@ -322,6 +405,37 @@ export class Channel {
       else if (msg.storeId !== 0) this.awaitSync(confirms, seq);
       else confirms.confirmed(seq);
     }
+  }
+
+  /** Some queues were on other nodes: the confirm waits for their home nodes (and local disk). */
+  private routeRemote(msg: Message, mandatory: boolean, routed: number, rejected: boolean, forwards: Array<Promise<void>>): void {
+    if (routed === 0 && mandatory) {
+      this.conn.writer.basicReturn(this.id, 312, 'NO_ROUTE', msg.exchange, msg.routingKey, msg.rawProperties, msg.body);
+    }
+    const confirms = this.confirms;
+    if (confirms === null) {
+      for (const f of forwards) f.catch(() => undefined);
+      return;
+    }
+    const seq = confirms.next();
+    if (rejected) {
+      confirms.rejected(seq);
+      for (const f of forwards) f.catch(() => undefined);
+      return;
+    }
+    const store = this.conn.broker.store;
+    if (msg.storeId !== 0 && store !== null) {
+      forwards.push(new Promise<void>((resolve, reject) => store.afterSync((err) => (err === null ? resolve() : reject(err)))));
+    }
+    confirms.awaitExternal(seq);
+    Promise.all(forwards).then(
+      () => {
+        if (this.confirms === confirms) confirms.external(seq, true);
+      },
+      () => {
+        if (this.confirms === confirms) confirms.external(seq, false);
+      },
+    );
   }
 
   /**
@@ -384,6 +498,26 @@ export class Channel {
       throw err instanceof AmqpError ? err.at(60, 20) : err;
     }
     const consumer = new ChannelConsumer(this, queue, tag, m.noAck, m.exclusive, priority, this.prefetchCount, this.conn, args);
+    const remote = queue.remote;
+    if (remote !== null) {
+      this.park(
+        remote.consume(consumer, m.arguments, this.prefetchCount).then(
+          (accepted) => {
+            if (this.state !== 'open') {
+              remote.cancel(consumer);
+              return;
+            }
+            if (!m.noWait) this.conn.sendMethod(this.id, { key: M.BasicConsumeOk, consumerTag: tag });
+            this.consumers.set(tag, consumer);
+            accepted.start();
+          },
+          (err: unknown) => {
+            throw err instanceof AmqpError ? err.at(60, 20) : err;
+          },
+        ),
+      );
+      return;
+    }
     // consume-ok must precede the first delivery, and addConsumer delivers synchronously.
     if (!m.noWait) this.conn.sendMethod(this.id, { key: M.BasicConsumeOk, consumerTag: tag });
     this.consumers.set(tag, consumer);
@@ -399,7 +533,8 @@ export class Channel {
       consumer.queue.delete('deleted');
       return;
     }
-    consumer.queue.removeConsumer(consumer);
+    if (consumer.queue.remote !== null) consumer.queue.remote.cancel(consumer);
+    else consumer.queue.removeConsumer(consumer);
   }
 
   /** The queue was deleted under the consumer: tell the client (consumer_cancel_notify). */
@@ -429,16 +564,34 @@ export class Channel {
     const queue = this.session.vhost.queue(this.expandQueueName(queueName), this.conn);
     const denied = this.session.access.check('read', 'queue', queue.name);
     if (denied !== undefined) throw new AmqpError('ACCESS_REFUSED', denied, 60, 70);
+    if (queue.remote !== null) {
+      this.park(
+        queue.remote.get(noAck).then(
+          (got) => {
+            if (got === null) this.conn.sendMethod(this.id, { key: M.BasicGetEmpty });
+            else this.sendGetOk(queue, got.entry, noAck, got.messageCount);
+          },
+          (err: unknown) => {
+            throw err instanceof AmqpError ? err.at(60, 70) : err;
+          },
+        ),
+      );
+      return;
+    }
     const entry = queue.get(noAck);
     if (entry === undefined) {
       this.conn.sendMethod(this.id, { key: M.BasicGetEmpty });
       return;
     }
+    this.sendGetOk(queue, entry, noAck, queue.messageCount);
+  }
+
+  private sendGetOk(queue: Queue, entry: QueueEntry, noAck: boolean, messageCount: number): void {
     const tag = this.nextDeliveryTag++;
     if (!noAck) this.track({ tag, queue, entry, consumer: null, deliveredAt: Date.now() });
     this.stats.delivered++;
     const msg = entry.msg;
-    this.conn.writer.getOk(this.id, tag, entry.redelivered, msg.exchange, msg.routingKey, queue.messageCount, msg.rawProperties, msg.body);
+    this.conn.writer.getOk(this.id, tag, entry.redelivered, msg.exchange, msg.routingKey, messageCount, msg.rawProperties, msg.body);
   }
 
   /** Let every queue this channel consumes from try again (capacity came back). */
@@ -536,6 +689,7 @@ export class Channel {
     this.consumers.clear();
     for (const c of consumers) {
       if (c.queue === this.replyQueue) c.queue.delete('owner-closed');
+      else if (c.queue.remote !== null) c.queue.remote.cancel(c);
       else c.queue.removeConsumer(c);
     }
     this.replyQueue = null;

@@ -15,6 +15,9 @@ export class ConfirmTracker {
   private settledUpTo = 0;
   /** Persistent seqs waiting for fsync, oldest first (group commits complete in order). */
   private readonly awaitingSync = new Ring<number>(16);
+  /** Seqs waiting on another node (cluster forwards), oldest first; they complete in any order. */
+  private readonly awaitingExternal = new Ring<number>(16);
+  private readonly externalDone = new Set<number>();
   private readonly singles: number[] = [];
   private readonly nacks: number[] = [];
 
@@ -30,7 +33,7 @@ export class ConfirmTracker {
 
   /** Routed; nothing to wait for. */
   confirmed(seq: number): void {
-    if (this.awaitingSync.length !== 0) this.singles.push(seq);
+    if (this.awaitingSync.length !== 0 || this.awaitingExternal.length !== 0) this.singles.push(seq);
     this.requestFlush();
   }
 
@@ -43,6 +46,28 @@ export class ConfirmTracker {
   /** Written to the store; call syncedOldest() once it is on disk. */
   awaitSync(seq: number): void {
     this.awaitingSync.push(seq);
+  }
+
+  /** Confirmed by another node later, in any order relative to other publishes. */
+  awaitExternal(seq: number): void {
+    this.awaitingExternal.push(seq);
+  }
+
+  external(seq: number, ok: boolean): void {
+    this.externalDone.add(seq);
+    if (ok) this.singles.push(seq);
+    else this.nacks.push(seq);
+    this.requestFlush();
+  }
+
+  /** The oldest seq still waiting on another node, or undefined. */
+  private oldestExternal(): number | undefined {
+    for (;;) {
+      const seq = this.awaitingExternal.peek();
+      if (seq === undefined || !this.externalDone.has(seq)) return seq;
+      this.awaitingExternal.shift();
+      this.externalDone.delete(seq);
+    }
   }
 
   get waitingForSync(): number {
@@ -61,7 +86,9 @@ export class ConfirmTracker {
 
   flush(w: FrameWriter): void {
     // Nacks first settle the acks before them, so a later multiple ack cannot cover a nack.
-    const oldestWaiting = this.awaitingSync.peek() ?? this.published + 1;
+    const oldestSync = this.awaitingSync.peek() ?? this.published + 1;
+    const oldestExternal = this.awaitingExternal.length === 0 ? undefined : this.oldestExternal();
+    const oldestWaiting = oldestExternal === undefined ? oldestSync : Math.min(oldestSync, oldestExternal);
     if (this.nacks.length !== 0) {
       this.nacks.sort((a, b) => a - b);
       for (const seq of this.nacks) {

@@ -227,7 +227,7 @@ export class Connection implements FrameSink {
       if (this.channels.size >= this.channelMax) {
         throw new AmqpError('NOT_ALLOWED', `number of channels opened (${this.channels.size}) has reached the negotiated channel_max (${this.channelMax})`, 20, 10);
       }
-      this.limits?.checkChannelOpen(this.user!);
+      if (!this.isClusterLink) this.limits?.checkChannelOpen(this.user!);
       ch = new Channel(channel, this, { vhost: this.vhost!, access: this.access! });
       this.channels.set(channel, ch);
       this.sendMethod(channel, { key: M.ChannelOpenOk });
@@ -288,12 +288,17 @@ export class Connection implements FrameSink {
       this.clientCapabilities = new Map(caps.value.map(([k, v]) => [k, v.type === 't' ? v.value : undefined]));
     }
     const { user, password: pass } = parseSaslResponse(mechanism, response);
-    const found = this.broker.users.authenticate(user, pass);
+    const link = this.broker.cluster?.authenticateLink(user, pass);
+    if (link !== undefined) this.isClusterLink = true;
+    else if (this.linkOnly) {
+      throw new AmqpError('ACCESS_REFUSED', `Login was refused using authentication mechanism ${mechanism}. For details see the broker logfile.`, 10, 11);
+    }
+    const found = link ?? this.broker.users.authenticate(user, pass);
     if (found === undefined) {
       this.log.warn({ user, mechanism }, 'authentication failed');
       throw new AmqpError('ACCESS_REFUSED', `Login was refused using authentication mechanism ${mechanism}. For details see the broker logfile.`, 10, 11);
     }
-    if (this.broker.config.loopbackUsers.includes(user) && !isLoopback(this.socket.remoteAddress)) {
+    if (!this.isClusterLink && this.broker.config.loopbackUsers.includes(user) && !isLoopback(this.socket.remoteAddress)) {
       throw new AmqpError('ACCESS_REFUSED', `user '${user}' can only connect via localhost`, 10, 11);
     }
     this.user = found;
@@ -307,6 +312,10 @@ export class Connection implements FrameSink {
   }
 
   private user: import('../auth/users').User | null = null;
+  /** A node-to-node link (the cluster's internal user): publishes reach local queues only. */
+  isClusterLink = false;
+  /** Set on connections accepted by the cluster-port listener: only links may log in there. */
+  linkOnly = false;
 
   private tune(channelMax: number, frameMax: number, heartbeat: number): void {
     const cfg = this.broker.config;
@@ -323,8 +332,8 @@ export class Connection implements FrameSink {
     const vhost = this.broker.vhosts.get(vhostName);
     if (vhost === undefined) throw new AmqpError('NOT_ALLOWED', `vhost ${vhostName} not found`, 10, 40);
     // RabbitMQ checks the vhost's and the user's connection limits before the permission.
-    this.limits?.checkConnectionOpen(vhost, this.user!);
-    const perm = this.broker.users.permission(vhostName, this.user!.name);
+    if (!this.isClusterLink) this.limits?.checkConnectionOpen(vhost, this.user!);
+    const perm = this.isClusterLink ? FULL_ACCESS : this.broker.users.permission(vhostName, this.user!.name);
     if (perm === undefined) {
       throw new AmqpError('NOT_ALLOWED', `access to vhost '${vhostName}' refused for user '${this.user!.name}'`, 10, 40);
     }
@@ -521,6 +530,8 @@ function isLoopback(addr: string | undefined): boolean {
   if (addr === undefined) return false;
   return addr === '::1' || addr.startsWith('127.') || addr.startsWith('::ffff:127.');
 }
+
+const FULL_ACCESS = { configure: /.*/, write: /.*/, read: /.*/, patterns: { configure: '.*', write: '.*', read: '.*' } };
 
 function asAmqpError(err: unknown): AmqpError {
   if (err instanceof AmqpError) return err;

@@ -6,16 +6,24 @@ import { M, Method } from '../protocol/spec';
 import type { Channel } from './channel';
 import { REPLY_TO } from './direct-reply';
 
+/** Where replies go: straight out, or (in a cluster) after the change reached etcd. */
+export interface TopologyReplies {
+  reply(m: Method): void;
+  /** Work on another node that must finish (and may reply) before the reply goes out. */
+  defer(work: Promise<void>): void;
+}
+
 const X_MATCH = new Set(['all', 'any', 'all-with-x', 'any-with-x']);
 
 /**
  * exchange.* and queue.* methods: permission checks, then the vhost does the work and the
  * reply goes back unless no-wait. Returns false for methods that are not topology methods.
  */
-export function handleTopologyMethod(ch: Channel, m: Method): boolean {
+export function handleTopologyMethod(ch: Channel, m: Method, out?: TopologyReplies): boolean {
   const vhost = ch.session.vhost;
   const access = ch.session.access;
   const conn = ch.conn;
+  const reply = out?.reply ?? ((r: Method): void => conn.sendMethod(ch.id, r));
   const deny = (text: string | undefined): void => {
     if (text !== undefined) throw new AmqpError('ACCESS_REFUSED', text);
   };
@@ -31,18 +39,18 @@ export function handleTopologyMethod(ch: Channel, m: Method): boolean {
         internal: m.internal,
         arguments: m.arguments,
       });
-      if (!m.noWait) conn.sendMethod(ch.id, { key: M.ExchangeDeclareOk });
+      if (!m.noWait) reply({ key: M.ExchangeDeclareOk });
       return true;
     }
     case M.ExchangeDelete:
       deny(access.check('configure', 'exchange', m.exchange));
       vhost.deleteExchange(m.exchange, m.ifUnused);
-      if (!m.noWait) conn.sendMethod(ch.id, { key: M.ExchangeDeleteOk });
+      if (!m.noWait) reply({ key: M.ExchangeDeleteOk });
       return true;
     case M.ExchangeBind:
     case M.ExchangeUnbind: {
       if (m.key === M.ExchangeUnbind && (!vhost.exchanges.has(m.destination) || !vhost.exchanges.has(m.source))) {
-        if (!m.noWait) conn.sendMethod(ch.id, { key: M.ExchangeUnbindOk });
+        if (!m.noWait) reply({ key: M.ExchangeUnbindOk });
         return true;
       }
       const destination = vhost.exchange(m.destination);
@@ -50,13 +58,13 @@ export function handleTopologyMethod(ch: Channel, m: Method): boolean {
       deny(access.check('write', 'exchange', m.destination));
       deny(access.check('read', 'exchange', m.source));
       bindOrUnbind(ch, m.key === M.ExchangeBind, source.name, destination, m.routingKey, m.arguments);
-      if (!m.noWait) conn.sendMethod(ch.id, { key: m.key === M.ExchangeBind ? M.ExchangeBindOk : M.ExchangeUnbindOk });
+      if (!m.noWait) reply({ key: m.key === M.ExchangeBind ? M.ExchangeBindOk : M.ExchangeUnbindOk });
       return true;
     }
     case M.QueueDeclare: {
       if (m.queue === REPLY_TO) {
         // RabbitMQ answers for the direct reply-to pseudo-queue without creating anything.
-        if (!m.noWait) conn.sendMethod(ch.id, { key: M.QueueDeclareOk, queue: REPLY_TO, messageCount: 0, consumerCount: 0 });
+        if (!m.noWait) reply({ key: M.QueueDeclareOk, queue: REPLY_TO, messageCount: 0, consumerCount: 0 });
         return true;
       }
       if (!m.passive && m.queue !== '') deny(access.check('configure', 'queue', m.queue));
@@ -72,8 +80,14 @@ export function handleTopologyMethod(ch: Channel, m: Method): boolean {
         conn,
       );
       ch.lastDeclaredQueue = queue.name;
+      const remote = queue.remote;
+      if (remote !== null && out !== undefined && !m.noWait) {
+        // Counts live on the queue's home node.
+        out.defer(remote.counts().then((c) => reply({ key: M.QueueDeclareOk, queue: queue.name, ...c })));
+        return true;
+      }
       if (!m.noWait) {
-        conn.sendMethod(ch.id, {
+        reply({
           key: M.QueueDeclareOk,
           queue: queue.name,
           messageCount: queue.messageCount,
@@ -92,7 +106,7 @@ export function handleTopologyMethod(ch: Channel, m: Method): boolean {
       if (!bind && (!vhost.queues.has(queueName) || !vhost.exchanges.has(m.exchange))) {
         // Unbinding from a missing queue or exchange is a no-op in RabbitMQ 3.x.
         if (m.exchange === '') throw new AmqpError('ACCESS_REFUSED', 'operation not permitted on the default exchange');
-        if (!noWait) conn.sendMethod(ch.id, { key: M.QueueUnbindOk });
+        if (!noWait) reply({ key: M.QueueUnbindOk });
         return true;
       }
       const queue = vhost.queue(queueName, conn);
@@ -101,21 +115,36 @@ export function handleTopologyMethod(ch: Channel, m: Method): boolean {
       deny(access.check('read', 'exchange', exchange.name));
       if (bind && exchange.type === 'topic') deny(access.checkTopic('read', exchange.name, routingKey));
       bindOrUnbind(ch, bind, exchange.name, queue, routingKey, m.arguments);
-      if (!noWait) conn.sendMethod(ch.id, { key: m.key === M.QueueBind ? M.QueueBindOk : M.QueueUnbindOk });
+      if (!noWait) reply({ key: m.key === M.QueueBind ? M.QueueBindOk : M.QueueUnbindOk });
       return true;
     }
     case M.QueuePurge: {
       const queue = vhost.queue(ch.expandQueueName(m.queue), conn);
       deny(access.check('read', 'queue', queue.name));
+      if (queue.remote !== null && out !== undefined) {
+        out.defer(queue.remote.purge().then((messageCount) => (m.noWait ? undefined : reply({ key: M.QueuePurgeOk, messageCount }))));
+        return true;
+      }
       const count = queue.purge();
-      if (!m.noWait) conn.sendMethod(ch.id, { key: M.QueuePurgeOk, messageCount: count });
+      if (!m.noWait) reply({ key: M.QueuePurgeOk, messageCount: count });
       return true;
     }
     case M.QueueDelete: {
       const name = ch.expandQueueName(m.queue);
       deny(access.check('configure', 'queue', name));
+      const target = vhost.queues.get(name);
+      if (target?.remote != null && out !== undefined) {
+        // The home node deletes it (and its messages); the proxy here goes with it.
+        out.defer(
+          target.remote.delete(m.ifUnused, m.ifEmpty).then((messageCount) => {
+            vhost.deleteQueue(name, conn, false, false);
+            if (!m.noWait) reply({ key: M.QueueDeleteOk, messageCount });
+          }),
+        );
+        return true;
+      }
       const count = vhost.deleteQueue(name, conn, m.ifUnused, m.ifEmpty);
-      if (!m.noWait) conn.sendMethod(ch.id, { key: M.QueueDeleteOk, messageCount: count });
+      if (!m.noWait) reply({ key: M.QueueDeleteOk, messageCount: count });
       return true;
     }
     default:

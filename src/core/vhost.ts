@@ -41,6 +41,8 @@ export interface VHostListener {
   queueDeleted?(queue: Queue, reason: QueueDeletedReason): void;
   /** A durable exchange, queue or binding came or went: the definitions file must be saved. */
   durableChanged?(): void;
+  /** Any exchange, queue or binding came or went, durable or not (the cluster shares them all). */
+  topologyChanged?(): void;
 }
 
 /**
@@ -106,7 +108,7 @@ export class VHost implements QueueObserver {
     const x = createExchange(d.type, this.name, d.name, d);
     if (x instanceof DelayedExchange) x.release = (dx, msg) => this.publishReleased(dx, msg);
     this.exchanges.set(d.name, x);
-    if (x.durable) this.listener.durableChanged?.();
+    this.changed(x.durable);
     return x;
   }
 
@@ -153,8 +155,20 @@ export class VHost implements QueueObserver {
     validateQueueArguments(name, this.name, d.arguments);
     const q = new Queue(this.name, name, { ...d, store: this.store, pager: this.pager }, this, this.settingsFor(name, d.arguments));
     this.queues.set(name, q);
-    if (q.durable && q.exclusiveOwner === null) this.listener.durableChanged?.();
+    this.changed(q.durable && q.exclusiveOwner === null);
     return { queue: q, created: true };
+  }
+
+  /**
+   * Installs a queue built elsewhere (a cluster peer's queue seen through a proxy), replacing
+   * any queue of that name here. Not a declaration: no limits, no change notifications.
+   */
+  adoptQueue(name: string, args: FieldTable, build: (observer: QueueObserver, settings: QueueSettings) => Queue): Queue {
+    // Deleting the old one while it is still registered also removes its bindings.
+    this.queues.get(name)?.delete('deleted');
+    const q = build(this, this.settingsFor(name, args));
+    this.queues.set(name, q);
+    return q;
   }
 
   /** A queue the given connection may use: missing gives 404, someone else's exclusive queue 405. */
@@ -183,7 +197,7 @@ export class VHost implements QueueObserver {
     this.queues.delete(queue.name);
     this.unbindAllTo(queue);
     this.listener.queueDeleted?.(queue, reason);
-    if (queue.durable) this.listener.durableChanged?.();
+    this.changed(queue.durable);
   }
 
   // ---- bindings --------------------------------------------------------------------------
@@ -196,7 +210,7 @@ export class VHost implements QueueObserver {
       let list = this.bindingsTo.get(destination);
       if (list === undefined) this.bindingsTo.set(destination, (list = []));
       list.push(b);
-      if (source.durable && destination.durable) this.listener.durableChanged?.();
+      this.changed(source.durable && destination.durable);
     }
   }
 
@@ -206,7 +220,7 @@ export class VHost implements QueueObserver {
     const b = source.unbind(destination, routingKey, argumentsKey(args));
     if (b === undefined) return; // RabbitMQ 3.x treats a missing binding as already gone
     this.forgetBinding(b);
-    if (source.durable && destination.durable) this.listener.durableChanged?.();
+    this.changed(source.durable && destination.durable);
     this.maybeAutoDelete(source);
   }
 
@@ -457,13 +471,18 @@ export class VHost implements QueueObserver {
     }
   }
 
+  private changed(durable: boolean): void {
+    if (durable) this.listener.durableChanged?.();
+    this.listener.topologyChanged?.();
+  }
+
   private makeBinding(source: Exchange, destination: Destination, routingKey: string, args: FieldTable): Binding {
     return { source, destination, routingKey, arguments: args, argumentsKey: argumentsKey(args) };
   }
 
   private removeExchange(x: Exchange): void {
     x.deleted = true;
-    if (x.durable) this.listener.durableChanged?.();
+    this.changed(x.durable);
     if (x instanceof DelayedExchange) {
       x.dispose();
       this.store?.deleteQueue(x.storeKey);

@@ -23,6 +23,8 @@ export interface ManagedBroker {
   /** Memory and disk alarms (src/core/alarms.ts), when the broker runs them. */
   readonly alarms?: ResourceAlarmsView;
   addVhost(name: string): VHost;
+  /** Closes the vhost's connections and forgets everything in it. */
+  deleteVhost(name: string): void;
   /** Durable metadata changed in a way the model's own hooks do not see (vhost removal). */
   metadataChanged(): void;
 }

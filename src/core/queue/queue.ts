@@ -10,6 +10,7 @@ import { IdleExpiry } from './idle-expiry';
 import type { TransientPager } from '../paging';
 import type { QueueSettings } from './settings';
 import type { MessageStore } from '../../store/message-store';
+import type { RemoteQueueOps } from './remote';
 
 export type { QueueEntry } from './entry';
 
@@ -185,6 +186,11 @@ export class Queue {
   }
 
   /** Whether a persistent message routed here must be written to the store first. */
+  /** Set on proxies of queues whose messages live on another cluster node. */
+  get remote(): RemoteQueueOps | null {
+    return null;
+  }
+
   get persists(): boolean {
     return this.store !== null;
   }

@@ -67,21 +67,7 @@ const remove: Handler = (ctx) => {
  * and forgets its exchanges, permissions, policies and metadata.
  */
 export function deleteVhost(m: Management, name: string): void {
-  const v = m.broker.vhosts.get(name);
-  if (v === undefined) return;
-  for (const c of [...m.broker.connections]) {
-    if (c.vhost === v) c.close('CONNECTION_FORCED', `vhost '${name}' is deleted`);
-  }
-  for (const q of [...v.queues.values()]) q.delete('deleted');
-  for (const x of [...v.exchanges.values()]) {
-    if (x.name !== '' && !x.name.startsWith('amq.')) v.deleteExchange(x.name, false);
-  }
-  m.broker.vhosts.delete(name);
-  m.broker.metadataChanged();
-  m.broker.users.forgetVhost(name);
-  for (const kind of ['policy', 'operator'] as const) {
-    for (const p of m.broker.policies.list(kind, name)) m.broker.policies.delete(kind, name, p.name);
-  }
+  m.broker.deleteVhost(name);
   m.vhostMetadata.delete(name);
 }
 

@@ -1,0 +1,334 @@
+import { createServer, Server, Socket } from 'node:net';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { Etcd3, Lease, Watcher } from 'etcd3';
+import { noop } from 'cockatiel';
+import type { Broker } from '../broker';
+import type { ClusterContext } from '../amqp/broker-context';
+import type { User } from '../auth/users';
+import type { Message } from '../core/message';
+import type { Queue } from '../core/queue/queue';
+import type { VHost } from '../core/vhost';
+import { argumentsTable } from '../http/views/json';
+import type { Logger } from '../observability/logger';
+import { ClusterKeys } from './keys';
+import { LinkChannel, LinkConnection } from './link-client';
+import { MetadataHost, MetadataSync, QueueRecord } from './metadata-sync';
+import { QueueHomeLinks, RemoteQueue } from './remote-queue';
+
+/** The internal user node-to-node links log in as; its password is the cluster's secret. */
+export const CLUSTER_LINK_USER = 'warren-cluster-link';
+
+/** A proxy for another connection's exclusive queue: never this node's connections. */
+const FOREIGN_OWNER = Object.freeze({ foreign: true });
+
+export interface NodeInfo {
+  name: string;
+  amqp: string;
+  link: string;
+  started: number;
+}
+
+interface Link {
+  conn: Promise<LinkConnection>;
+  publisher: Promise<LinkChannel> | null;
+}
+
+/**
+ * This node's membership in a cluster: etcd (membership lease, shared metadata, the link
+ * secret) and the node-to-node links that carry forwarded publishes, consumers and gets to
+ * the node that owns a queue. etcd decides; links only move messages.
+ */
+export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks {
+  readonly nodeName: string;
+  localOnly = false;
+  readonly nodes = new Map<string, NodeInfo>();
+  private readonly etcd: Etcd3;
+  private readonly keys: ClusterKeys;
+  private readonly log: Logger;
+  private lease: Lease | null = null;
+  private secret = '';
+  private readonly sync: MetadataSync;
+  private readonly links = new Map<string, Link>();
+  private forwards: Array<Promise<void>> | null = null;
+  private forwardMsg: Message | null = null;
+  private readonly forwardNodes = new Set<string>();
+  private watchers: Watcher[] = [];
+  private linkServer: Server | null = null;
+  private commitTimer: NodeJS.Timeout | null = null;
+  private linkPort = 0;
+  private amqpAddress = '';
+  private stopped = false;
+
+  constructor(private readonly broker: Broker) {
+    const config = broker.config;
+    this.nodeName = config.nodeName;
+    this.keys = new ClusterKeys(config.clusterPrefix);
+    this.log = broker.logger.child({ component: 'cluster', node: this.nodeName });
+    this.etcd = new Etcd3({
+      hosts: config.clusterEtcd,
+      dialTimeout: 2000,
+      // Every unary call gets a deadline (a lost quorum must fail a declare, not hang it), and
+      // no circuit breaker: after an etcd outage the first healthy call must go through.
+      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + 3000 }),
+      faultHandling: { host: () => noop, global: noop },
+    });
+    this.sync = new MetadataSync(this.etcd, this.keys, broker, this, () => this.lease!, this.log);
+  }
+
+  get advertisedHost(): string {
+    const c = this.broker.config;
+    if (c.clusterAdvertise !== '') return c.clusterAdvertise;
+    if (c.bind !== '' && c.bind !== '0.0.0.0' && c.bind !== '::') return c.bind;
+    return '127.0.0.1';
+  }
+
+  /** Joins (or forms) the cluster: secret, metadata, watches and the link listener. */
+  async start(acceptLink: (socket: Socket) => void): Promise<void> {
+    await this.ensureSecret();
+    this.lease = this.newLease();
+    this.linkPort = await this.listenLinks(acceptLink);
+    const meta = await this.etcd.getAll().prefix(this.keys.meta).exec();
+    if (meta.kvs.length === 0) {
+      this.log.info('forming a new cluster: seeding etcd with this node\'s metadata');
+      this.sync.adoptLocal();
+    } else {
+      this.sync.loadAll(meta.kvs);
+    }
+    this.watchers.push(await this.watch(this.keys.meta, meta.header.revision, (key, value) => this.sync.applyEvent(key, value)));
+    const nodes = await this.etcd.getAll().prefix(this.keys.nodes).exec();
+    for (const kv of nodes.kvs) this.nodeUp(kv.key.toString(), kv.value.toString());
+    this.watchers.push(
+      await this.watch(this.keys.nodes, nodes.header.revision, (key, value) => (value === null ? this.nodeDown(key) : this.nodeUp(key, value))),
+    );
+    await this.sync.commit();
+    this.commitTimer = setInterval(() => {
+      if (this.sync.isDirty) this.sync.commit().catch((err: Error) => this.log.warn({ err: err.message }, 'cluster metadata commit failed; will retry'));
+    }, 100);
+    this.commitTimer.unref();
+  }
+
+  /** Announces this node (AMQP listener known now); waits out a previous incarnation's lease. */
+  async register(amqpPort: number): Promise<void> {
+    this.amqpAddress = `${this.advertisedHost}:${amqpPort}`;
+    const key = this.keys.node(this.nodeName);
+    const deadline = Date.now() + (this.broker.config.clusterLeaseSeconds * 2 + 2) * 1000;
+    for (;;) {
+      const info: NodeInfo = { name: this.nodeName, amqp: this.amqpAddress, link: `${this.advertisedHost}:${this.linkPort}`, started: Date.now() };
+      const r = await this.etcd.if(key, 'Create', '==', 0).then(this.lease!.put(key).value(JSON.stringify(info))).commit();
+      if (r.succeeded) break;
+      if (Date.now() > deadline) throw new Error(`node name '${this.nodeName}' is already in use by a live cluster member`);
+      await new Promise((r2) => setTimeout(r2, 250));
+    }
+    this.log.info({ amqp: this.amqpAddress, link: this.linkPort }, 'joined the cluster');
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.commitTimer !== null) clearInterval(this.commitTimer);
+    try {
+      await this.sync.commit();
+    } catch {
+      // etcd unreachable: nothing more to save there.
+    }
+    for (const w of this.watchers) await w.cancel().catch(() => undefined);
+    // Revoking the lease removes this node and its transient queues at once for the others.
+    await this.lease?.revoke().catch(() => undefined);
+    for (const link of this.links.values()) link.conn.then((c) => c.destroy(), () => undefined);
+    this.links.clear();
+    const server = this.linkServer;
+    if (server !== null) await new Promise<void>((r) => server.close(() => r()));
+    this.etcd.close();
+  }
+
+  get linkListenPort(): number {
+    return this.linkPort;
+  }
+
+  // ---- ClusterContext ---------------------------------------------------------------------
+
+  markDirty(): void {
+    this.sync.markDirty();
+  }
+
+  takeForwards(): Array<Promise<void>> | null {
+    const f = this.forwards;
+    this.forwards = null;
+    this.forwardMsg = null;
+    return f;
+  }
+
+  commitTopology(): Promise<void> {
+    return this.sync.commit();
+  }
+
+  authenticateLink(user: string, password: string): User | undefined {
+    if (user !== CLUSTER_LINK_USER || this.secret === '') return undefined;
+    const a = Buffer.from(password);
+    const b = Buffer.from(this.secret);
+    if (a.length !== b.length || !timingSafeEqual(a, b)) return undefined;
+    return { name: CLUSTER_LINK_USER, passwordHash: '', hashingAlgorithm: 'rabbit_password_hashing_sha256', tags: ['administrator'], limits: {} };
+  }
+
+  // ---- MetadataHost ----------------------------------------------------------------------
+
+  installRemoteQueue(vhost: VHost, name: string, record: QueueRecord): void {
+    const existing = vhost.queues.get(name);
+    if (existing instanceof RemoteQueue && existing.home === record.home) return;
+    const args = argumentsTable(record.arguments);
+    vhost.adoptQueue(name, args, (observer, settings) => {
+      const options = { durable: record.durable, autoDelete: record.autoDelete, exclusiveOwner: record.exclusive ? FOREIGN_OWNER : null, arguments: args };
+      return new RemoteQueue(vhost.name, name, options, observer, settings, record.home, this);
+    });
+  }
+
+  homeOf(q: Queue): string {
+    return q instanceof RemoteQueue ? q.home : this.nodeName;
+  }
+
+  // ---- QueueHomeLinks --------------------------------------------------------------------
+
+  isUp(node: string): boolean {
+    return this.nodes.has(node);
+  }
+
+  forward(node: string, vhost: string, msg: Message): void {
+    if (this.localOnly) return;
+    if (msg !== this.forwardMsg) {
+      this.forwardMsg = msg;
+      this.forwardNodes.clear();
+    }
+    // One copy per home node: the home routes it again and keeps its own local matches.
+    if (this.forwardNodes.has(node)) return;
+    this.forwardNodes.add(node);
+    const sent = this.publishTo(node, vhost, msg);
+    sent.catch((err: Error) => this.log.debug({ node, err: err.message }, 'forwarded publish failed'));
+    (this.forwards ??= []).push(sent);
+  }
+
+  async openChannel(node: string, vhost: string): Promise<LinkChannel> {
+    const conn = await this.link(node, vhost).conn;
+    return conn.openChannel();
+  }
+
+  private async publishTo(node: string, vhost: string, msg: Message): Promise<void> {
+    if (!this.isUp(node)) throw new Error(`node ${node} is down`);
+    const link = this.link(node, vhost);
+    link.publisher ??= link.conn.then(async (c) => {
+      const ch = await c.openChannel();
+      await ch.confirmSelect();
+      return ch;
+    });
+    const ch = await link.publisher;
+    await ch.publish(msg.exchange, msg.routingKey, false, msg.rawProperties, msg.body);
+  }
+
+  private link(node: string, vhost: string): Link {
+    const id = `${node}\u0000${vhost}`;
+    let link = this.links.get(id);
+    if (link !== undefined) return link;
+    const info = this.nodes.get(node);
+    const conn =
+      info === undefined
+        ? Promise.reject(new Error(`node ${node} is down`))
+        : LinkConnection.connect({
+            host: info.link.slice(0, info.link.lastIndexOf(':')),
+            port: Number(info.link.slice(info.link.lastIndexOf(':') + 1)),
+            user: CLUSTER_LINK_USER,
+            password: this.secret,
+            vhost,
+            connectionName: `cluster link ${this.nodeName} -> ${node}`,
+          });
+    link = { conn, publisher: null };
+    const entry = link;
+    this.links.set(id, entry);
+    conn.then(
+      (c) => {
+        c.onClose = () => {
+          if (this.links.get(id) === entry) this.links.delete(id);
+        };
+      },
+      () => {
+        if (this.links.get(id) === entry) this.links.delete(id);
+      },
+    );
+    return entry;
+  }
+
+  // ---- membership ------------------------------------------------------------------------
+
+  private newLease(): Lease {
+    const lease = this.etcd.lease(this.broker.config.clusterLeaseSeconds, { autoKeepAlive: true });
+    lease.on('lost', (err: Error) => {
+      if (this.stopped || this.lease !== lease) return;
+      // etcd dropped this node (it was unreachable past the lease): others removed its
+      // transient queues. Come back with a new lease; the metadata sync re-announces ours.
+      this.log.error({ err: err.message }, 'cluster lease lost; rejoining');
+      this.lease = this.newLease();
+      this.sync.markDirty();
+      this.register(Number(this.amqpAddress.slice(this.amqpAddress.lastIndexOf(':') + 1))).catch((e: Error) =>
+        this.log.error({ err: e.message }, 'could not rejoin the cluster'),
+      );
+    });
+    return lease;
+  }
+
+  private nodeUp(key: string, value: string): void {
+    try {
+      const info = JSON.parse(value) as NodeInfo;
+      this.nodes.set(this.keys.nodeName(key), info);
+    } catch {
+      this.log.warn({ key }, 'ignoring a malformed node record');
+    }
+  }
+
+  private nodeDown(key: string): void {
+    const name = this.keys.nodeName(key);
+    if (!this.nodes.delete(name) || name === this.nodeName) return;
+    this.log.warn({ node: name }, 'cluster node is down');
+    for (const [id, link] of [...this.links]) {
+      if (!id.startsWith(`${name}\u0000`)) continue;
+      this.links.delete(id);
+      link.conn.then((c) => c.destroy(), () => undefined);
+    }
+    for (const v of this.broker.vhosts.values()) {
+      for (const q of v.queues.values()) if (q instanceof RemoteQueue && q.home === name) q.homeLost();
+    }
+  }
+
+  private async watch(prefix: string, revision: string, apply: (key: string, value: string | null) => void): Promise<Watcher> {
+    const w = await this.etcd
+      .watch()
+      .prefix(prefix)
+      .startRevision(String(BigInt(revision) + 1n))
+      .create();
+    w.on('put', (kv) => apply(kv.key.toString(), kv.value.toString()));
+    w.on('delete', (kv) => apply(kv.key.toString(), null));
+    w.on('error', (err: Error) => this.log.warn({ err: err.message }, 'etcd watch error'));
+    return w;
+  }
+
+  private async ensureSecret(): Promise<void> {
+    const candidate = randomBytes(32).toString('base64url');
+    await this.etcd.if(this.keys.secret, 'Create', '==', 0).then(this.etcd.put(this.keys.secret).value(candidate)).commit();
+    const secret = await this.etcd.get(this.keys.secret).string();
+    if (secret === null) throw new Error('cluster secret missing in etcd');
+    this.secret = secret;
+  }
+
+  private listenLinks(accept: (socket: Socket) => void): Promise<number> {
+    const server = createServer(accept);
+    this.linkServer = server;
+    const c = this.broker.config;
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      const done = (): void => {
+        server.off('error', reject);
+        const a = server.address();
+        resolve(a !== null && typeof a !== 'string' ? a.port : c.clusterPort);
+      };
+      if (c.bind === '') server.listen(c.clusterPort, done);
+      else server.listen(c.clusterPort, c.bind, done);
+    });
+  }
+}

@@ -1,0 +1,265 @@
+import { Message } from '../core/message';
+import { EnqueueOutcome, Queue, QueueObserver } from '../core/queue/queue';
+import type { QueueSettings } from '../core/queue/settings';
+import type { Consumer } from '../core/queue/consumer';
+import { EntryState, QueueEntry } from '../core/queue/entry';
+import type { RemoteQueueOps } from '../core/queue/remote';
+import { AmqpError } from '../protocol/errors';
+import type { FieldTable } from '../protocol/field-table';
+import { M } from '../protocol/spec';
+import type { LinkChannel, LinkDelivery } from './link-client';
+import { LinkClosedError } from './link-client';
+
+/** What a proxy needs from the cluster: links to the home node and its liveness. */
+export interface QueueHomeLinks {
+  /** A fresh channel on the link to `node` for `vhost` (one per consumer, for its prefetch). */
+  openChannel(node: string, vhost: string): Promise<LinkChannel>;
+  /** Forward a routed message to `node`; resolves on the home's confirm. */
+  forward(node: string, vhost: string, msg: Message): void;
+  isUp(node: string): boolean;
+}
+
+/** A delivery that came over a link: settling it goes back over the same link channel. */
+interface RemoteEntry extends QueueEntry {
+  readonly link: LinkChannel;
+  readonly remoteTag: number;
+}
+
+/**
+ * A queue whose messages live on another node (its home). It sits in the vhost like any
+ * queue, so routing, bindings, permissions and equivalence checks work unchanged; what touches
+ * messages is forwarded: publishes to the home node over the link (confirmed by the home),
+ * consumers as link consumers with the same prefetch, gets and acks as link methods.
+ */
+export class RemoteQueue extends Queue {
+  private cachedCounts = { messageCount: 0, consumerCount: 0 };
+  private readonly consumersByLink = new Map<Consumer, LinkChannel>();
+  private getChannel: Promise<LinkChannel> | null = null;
+  private readonly ops: RemoteQueueOps;
+
+  constructor(
+    vhost: string,
+    name: string,
+    options: { durable: boolean; autoDelete: boolean; exclusiveOwner: object | null; arguments: FieldTable },
+    observer: QueueObserver,
+    settings: QueueSettings,
+    readonly home: string,
+    private readonly links: QueueHomeLinks,
+  ) {
+    // The home node runs TTLs, limits and x-expires; the proxy must never act on them itself.
+    super(vhost, name, { ...options, store: null, pager: null }, observer, { ...settings, expires: undefined });
+    const self = this;
+    this.ops = {
+      home,
+      get: (noAck) => self.remoteGet(noAck),
+      consume: (consumer, args, prefetch) => self.remoteConsume(consumer, args, prefetch),
+      cancel: (consumer) => self.remoteCancel(consumer),
+      counts: () => self.remoteCounts(),
+      purge: () => self.rpcCount({ key: M.QueuePurge, ticket: 0, queue: name, noWait: false }),
+      delete: (ifUnused, ifEmpty) => self.rpcCount({ key: M.QueueDelete, ticket: 0, queue: name, ifUnused, ifEmpty, noWait: false }),
+    };
+  }
+
+  override get remote(): RemoteQueueOps {
+    return this.ops;
+  }
+
+  override get messageCount(): number {
+    return this.cachedCounts.messageCount;
+  }
+
+  override get consumerCount(): number {
+    return this.cachedCounts.consumerCount;
+  }
+
+  override applySettings(settings: QueueSettings): void {
+    super.applySettings({ ...settings, expires: undefined });
+  }
+
+  override enqueue(msg: Message): EnqueueOutcome {
+    this.stats.published++;
+    this.links.forward(this.home, this.vhost, msg);
+    return EnqueueOutcome.Accepted;
+  }
+
+  override get(): QueueEntry | undefined {
+    throw this.unavailable();
+  }
+
+  override ack(entry: QueueEntry): void {
+    const e = entry as RemoteEntry;
+    this.stats.acked++;
+    if (!e.link.closed) e.link.ack(e.remoteTag, false);
+  }
+
+  override discard(entry: QueueEntry): void {
+    const e = entry as RemoteEntry;
+    if (!e.link.closed) e.link.reject(e.remoteTag, false);
+  }
+
+  override requeue(entries: QueueEntry[]): void {
+    for (const entry of entries) {
+      const e = entry as RemoteEntry;
+      if (!e.link.closed) e.link.reject(e.remoteTag, true);
+    }
+  }
+
+  override purge(): number {
+    return 0;
+  }
+
+  override delete(reason: Parameters<Queue['delete']>[0]): number {
+    if (this.deleted) return 0;
+    const links = [...this.consumersByLink.values()];
+    this.consumersByLink.clear();
+    for (const l of links) void l.close().catch(() => undefined);
+    void this.getChannel?.then((c) => c.close()).catch(() => undefined);
+    this.getChannel = null;
+    return super.delete(reason);
+  }
+
+  /** The home node is gone: its consumers here are cancelled (basic.cancel), as RabbitMQ does. */
+  homeLost(): void {
+    for (const [consumer, link] of [...this.consumersByLink]) {
+      this.consumersByLink.delete(consumer);
+      link.destroy?.();
+      consumer.cancelledByQueue(this);
+    }
+    this.getChannel = null;
+  }
+
+  unavailable(): AmqpError {
+    const kind = this.durable ? 'durable ' : '';
+    return new AmqpError('NOT_FOUND', `home node '${this.home}' of ${kind}queue '${this.name}' in vhost '${this.vhost}' is down or inaccessible`);
+  }
+
+  // ---- forwarded operations --------------------------------------------------------------
+
+  private async sharedChannel(): Promise<LinkChannel> {
+    if (!this.links.isUp(this.home)) throw this.unavailable();
+    let ch = this.getChannel;
+    if (ch !== null) {
+      const c = await ch.catch(() => null);
+      if (c !== null && !c.closed) return c;
+    }
+    ch = this.links.openChannel(this.home, this.vhost);
+    this.getChannel = ch;
+    ch.catch(() => {
+      if (this.getChannel === ch) this.getChannel = null;
+    });
+    return ch;
+  }
+
+  private async remoteGet(noAck: boolean): Promise<{ entry: QueueEntry; messageCount: number } | null> {
+    const link = await this.sharedChannel();
+    const d = await link.get(this.name, noAck).catch((err) => this.translate(err));
+    if (d === null) return null;
+    this.stats.delivered++;
+    return { entry: this.entryOf(link, d), messageCount: d.messageCount ?? 0 };
+  }
+
+  private async remoteConsume(consumer: Consumer, args: FieldTable, prefetch: number): Promise<{ start(): void }> {
+    if (!this.links.isUp(this.home)) throw this.unavailable();
+    const link = await this.links.openChannel(this.home, this.vhost);
+    // Deliveries may arrive in the same read as consume-ok: hold them until the client has
+    // seen its own consume-ok.
+    let held: LinkDelivery[] | null = [];
+    try {
+      if (prefetch !== 0) await link.qos(prefetch, false);
+      await link.consume(
+        this.name,
+        { consumerTag: consumer.tag, noAck: consumer.noAck, exclusive: consumer.exclusive, arguments: args },
+        (d) => {
+          if (held !== null) held.push(d);
+          else this.deliverRemote(consumer, link, d);
+        },
+        () => this.remoteCancelled(consumer, link),
+      );
+    } catch (err) {
+      void link.close().catch(() => undefined);
+      return this.translate(err);
+    }
+    link.onClose = () => this.remoteCancelled(consumer, link);
+    this.consumersByLink.set(consumer, link);
+    return {
+      start: () => {
+        const pending = held ?? [];
+        held = null;
+        for (const d of pending) this.deliverRemote(consumer, link, d);
+      },
+    };
+  }
+
+  private remoteCancel(consumer: Consumer): void {
+    const link = this.consumersByLink.get(consumer);
+    if (link === undefined) return;
+    this.consumersByLink.delete(consumer);
+    // Unacked deliveries of this consumer stay settleable: the channel closes only once the
+    // client's channel is gone (see Channel teardown, which requeues them first).
+    link.onClose = null;
+    void link.cancel(consumer.tag).then(
+      () => link.close(),
+      () => undefined,
+    ).catch(() => undefined);
+  }
+
+  private remoteCancelled(consumer: Consumer, link: LinkChannel): void {
+    if (this.consumersByLink.get(consumer) !== link) return;
+    this.consumersByLink.delete(consumer);
+    consumer.cancelledByQueue(this);
+  }
+
+  private deliverRemote(consumer: Consumer, link: LinkChannel, d: LinkDelivery): void {
+    if (this.consumersByLink.get(consumer) !== link && this.deleted) return;
+    this.stats.delivered++;
+    consumer.deliver(this, this.entryOf(link, d));
+  }
+
+  private async remoteCounts(): Promise<{ messageCount: number; consumerCount: number }> {
+    const link = await this.sharedChannel();
+    const r = await link.rpc({ key: M.QueueDeclare, ticket: 0, queue: this.name, passive: true, durable: false, exclusive: false, autoDelete: false, noWait: false, arguments: [] }).catch((err) => this.translate(err));
+    if (r.key === M.QueueDeclareOk) this.cachedCounts = { messageCount: r.messageCount, consumerCount: r.consumerCount };
+    return this.cachedCounts;
+  }
+
+  private async rpcCount(m: Parameters<LinkChannel['rpc']>[0]): Promise<number> {
+    const link = await this.sharedChannel();
+    const r = await link.rpc(m).catch((err) => this.translate(err));
+    return r.key === M.QueuePurgeOk || r.key === M.QueueDeleteOk ? r.messageCount : 0;
+  }
+
+  private entryOf(link: LinkChannel, d: LinkDelivery): RemoteEntry {
+    return {
+      msg: new Message(d.exchange, d.routingKey, d.properties, d.body),
+      seq: 0,
+      redelivered: d.redelivered,
+      state: EntryState.Unacked,
+      expiresAt: 0,
+      level: 0,
+      inHeap: false,
+      link,
+      remoteTag: d.deliveryTag,
+    };
+  }
+
+  /** The home's channel error becomes ours (same code and text); a lost link means unavailable. */
+  private translate(err: unknown): never {
+    if (err instanceof LinkClosedError) throw new AmqpError(codeName(err.code), err.replyText);
+    throw this.unavailable();
+  }
+}
+
+function codeName(code: number): ConstructorParameters<typeof AmqpError>[0] {
+  switch (code) {
+    case 403:
+      return 'ACCESS_REFUSED';
+    case 404:
+      return 'NOT_FOUND';
+    case 405:
+      return 'RESOURCE_LOCKED';
+    case 406:
+      return 'PRECONDITION_FAILED';
+    default:
+      return 'INTERNAL_ERROR';
+  }
+}
