@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import * as amqp from 'amqplib';
 import { Etcd3 } from 'etcd3';
-import { cleanupAll, etcdPutGet, startEtcd, startNode } from './harness';
+import { cleanupAll, etcdPutGet, startEtcd, startNode, track } from './harness';
 import { ConfirmedPublisher, RecordingConsumer, check } from './checker';
 
 after(cleanupAll);
@@ -20,7 +20,8 @@ function isAlive(pid: number): boolean {
 }
 
 describe('etcd harness', () => {
-  it('a 1-member cluster answers put/get and stop leaves no process', { timeout: 60_000 }, async () => {
+  it('a 1-member cluster answers put/get and stop leaves no process', { timeout: 60_000 }, async (t) => {
+    track(t);
     const cluster = await startEtcd({ members: 1 });
     const client = new Etcd3({ hosts: cluster.endpoints });
     try {

@@ -407,8 +407,28 @@ class EtcdMemberImpl implements EtcdMember {
   }
 }
 
-export async function startEtcd(opts: { members?: 1 | 3 } = {}): Promise<EtcdCluster> {
-  const count = opts.members ?? 1;
+/** Attempts at a launch whose only failure was a port taken between freePort() and bind. */
+const PORT_RACE_ATTEMPTS = 3;
+
+class PortInUseError extends Error {}
+
+async function retryPortRaces<T>(launch: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await launch();
+    } catch (err) {
+      // Other test files run in parallel and also pick free ports; losing that race is
+      // not the failure the test is about.
+      if (!(err instanceof PortInUseError) || attempt >= PORT_RACE_ATTEMPTS) throw err;
+    }
+  }
+}
+
+export function startEtcd(opts: { members?: 1 | 3 } = {}): Promise<EtcdCluster> {
+  return retryPortRaces(() => launchEtcd(opts.members ?? 1));
+}
+
+async function launchEtcd(count: number): Promise<EtcdCluster> {
   const host = '127.0.0.1';
   const dir = makeTempDir('warren-etcd-');
   const ports = await freePorts(host, count * 2);
@@ -426,26 +446,38 @@ export async function startEtcd(opts: { members?: 1 | 3 } = {}): Promise<EtcdClu
   });
   const endpoints = members.map((m) => m.clientUrl);
 
+  const tails = (): string =>
+    members.map((m) => `--- ${m.name} (${m.proc.running ? 'running' : 'exited'}):\n${m.proc.tail(20)}`).join('\n');
+  /** atStartup: any member exiting is fatal, as a cluster short of one would hide it. */
+  const waitHealthy = async (timeoutMs: number, atStartup: boolean): Promise<void> => {
+    const deadline = Date.now() + timeoutMs;
+    let last = '';
+    while (Date.now() < deadline) {
+      const dead = members.filter((m) => !m.proc.running);
+      // Nothing will ever answer then; say so now rather than at the deadline.
+      if (dead.length === members.length || (atStartup && dead.length > 0)) {
+        const logs = tails();
+        const msg = `etcd member(s) ${dead.map((m) => m.name).join(', ')} exited\n${logs}`;
+        throw logs.includes('address already in use') ? new PortInUseError(msg) : new Error(msg);
+      }
+      try {
+        await etcdPutGet(endpoints, 1000);
+        return;
+      } catch (err) {
+        last = (err as Error).message;
+      }
+      // A retry interval: etcd has no readiness event to wait on.
+      await delay(100);
+    }
+    throw new Error(`etcd not healthy after ${timeoutMs} ms (last error: ${last})\n${tails()}`);
+  };
+
   let stopped = false;
   const cluster: EtcdCluster & Stoppable = {
     endpoints,
     members,
-    async waitHealthy(timeoutMs = 15_000): Promise<void> {
-      const deadline = Date.now() + timeoutMs;
-      let last = '';
-      while (Date.now() < deadline) {
-        // With every member gone nothing will ever answer; say so now rather than at the deadline.
-        if (members.every((m) => !m.proc.running)) break;
-        try {
-          await etcdPutGet(endpoints, 1000);
-          return;
-        } catch (err) {
-          last = (err as Error).message;
-        }
-        await delay(100);
-      }
-      const tails = members.map((m) => `--- ${m.name} (${m.proc.running ? 'running' : 'exited'}):\n${m.proc.tail(20)}`).join('\n');
-      throw new Error(`etcd not healthy after ${timeoutMs} ms (last error: ${last})\n${tails}`);
+    waitHealthy(timeoutMs = 15_000): Promise<void> {
+      return waitHealthy(timeoutMs, false);
     },
     async stop(): Promise<void> {
       if (stopped) return;
@@ -458,7 +490,7 @@ export async function startEtcd(opts: { members?: 1 | 3 } = {}): Promise<EtcdClu
   owners.add(cluster);
   try {
     for (const m of members) m.start('new');
-    await cluster.waitHealthy(15_000);
+    await waitHealthy(15_000, true);
   } catch (err) {
     await cluster.stop();
     throw err;
@@ -522,7 +554,11 @@ async function amqpHandshake(url: string, timeoutMs: number): Promise<boolean> {
   return true;
 }
 
-export async function startNode(opts: StartNodeOptions): Promise<WarrenNode> {
+export function startNode(opts: StartNodeOptions): Promise<WarrenNode> {
+  return retryPortRaces(() => launchNode(opts));
+}
+
+async function launchNode(opts: StartNodeOptions): Promise<WarrenNode> {
   const host = opts.host ?? '127.0.0.1';
   if (opts.standalone !== true && (opts.etcd === undefined || opts.etcd.length === 0)) {
     throw new Error('startNode: etcd endpoints are required unless standalone');
@@ -595,9 +631,16 @@ export async function startNode(opts: StartNodeOptions): Promise<WarrenNode> {
   owners.add(finalStop);
   try {
     await launch();
+    // Warren carries on without its management API when that port is taken, so the
+    // race shows only in the log; tests that use the API would fail obscurely later.
+    if (proc.tail(200).includes(`management port ${managementPort} is already in use`)) {
+      throw new Error(`management port ${managementPort} is already in use`);
+    }
   } catch (err) {
     owners.delete(finalStop);
     await finalStop.stop();
+    // Warren's wording for EADDRINUSE on any of its listeners.
+    if (err instanceof Error && /is already in use|EADDRINUSE/.test(err.message)) throw new PortInUseError(err.message);
     throw err;
   }
   return node;
