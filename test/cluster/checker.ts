@@ -99,18 +99,22 @@ abstract class ReconnectingClient {
         // 'error' precedes 'close'; without a listener it would crash the test process.
         conn.on('error', (err: Error) => this.note(`connection error: ${err.message}`));
       });
+      const began = Date.now();
       try {
         if (this.stopping) break;
         await this.session(conn, lost);
-        wait = min;
+        this.note(`session on ${raw} ended`);
       } catch (err) {
-        this.note(`session on ${raw} ended: ${(err as Error).message}`);
-        await this.backoff(wait);
-        wait = Math.min(max, wait * 2);
+        this.note(`session on ${raw} failed: ${(err as Error).message}`);
       } finally {
         this.conn = undefined;
         await conn.close().catch(() => undefined);
       }
+      // Only a session that lasted resets the backoff: a broker that cancels or closes us
+      // at once, over and over, must not turn this into a busy loop.
+      if (Date.now() - began > 1000) wait = min;
+      if (!this.stopping) await this.backoff(wait);
+      wait = Math.min(max, wait * 2);
     }
   }
 

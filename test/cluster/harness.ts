@@ -1,5 +1,13 @@
 // Processes for the cluster tests: etcd members and Warren nodes, each on loopback ports
 // with its own temp dir, each stopped by PID whatever happens to the test that started it.
+//
+//   after(cleanupAll);                       // or track(t) inside a test
+//   const etcd = await startEtcd({ members: 3 });
+//   const a = await startNode({ etcd: etcd.endpoints, name: 'a', host: '127.0.0.2' });
+//   await a.kill(); await a.restart();       // same ports and data dir
+//
+// Logs go to files (node.logFile, member.logFile), never to the test's stdout; startup
+// failures carry the log tail. KEEP_CLUSTER_TEST_DIRS=1 keeps temp dirs for post-mortems.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { connect as tcpConnect, createServer } from 'node:net';
@@ -38,7 +46,13 @@ function killLeftoversSync(): void {
     }
   }
   liveChildren.clear();
-  if (!KEEP_DIRS) for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+  for (const dir of tempDirs) {
+    try {
+      if (!KEEP_DIRS) rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // A child killed a moment ago may still be writing; a stray temp dir beats a throw in 'exit'.
+    }
+  }
   tempDirs.clear();
 }
 
@@ -290,6 +304,7 @@ export interface EtcdMember {
   readonly peerUrl: string;
   readonly dataDir: string;
   readonly logFile: string;
+  readonly running: boolean;
   /** SIGTERM, SIGKILL after 3 s; resolves once exited. */
   stop(): Promise<void>;
   /** SIGKILL; resolves once exited. */
@@ -353,6 +368,10 @@ class EtcdMemberImpl implements EtcdMember {
 
   get logFile(): string {
     return this.proc.logFile;
+  }
+
+  get running(): boolean {
+    return this.proc.running;
   }
 
   args(state: 'new' | 'existing'): string[] {
