@@ -125,3 +125,26 @@ describe('warren node harness', () => {
     await node.stop();
   });
 });
+
+describe('checker across a crash', () => {
+  it('publisher and consumer reconnect after SIGKILL and restart, and nothing confirmed is lost', { timeout: 60_000 }, async () => {
+    const node = await startNode({ name: 'crashy', standalone: true });
+    const queue = 'crash-q';
+    const consumer = new RecordingConsumer({ urls: [node.url], queue, prefetch: 20 });
+    const publisher = new ConfirmedPublisher({ urls: [node.url], queue, publisherId: 'p2' });
+    consumer.start();
+    publisher.start(10);
+    assert.ok(await publisher.waitForConfirmed(100, 20_000), 'fewer than 100 confirms before the crash');
+    await node.kill();
+    await node.restart();
+    const before = publisher.confirmed.size;
+    assert.ok(await publisher.waitForConfirmed(before + 100, 20_000), `publisher did not resume: ${publisher.events.join('\n')}`);
+    await publisher.stop();
+    assert.ok(await consumer.waitForIds(publisher.confirmed, 20_000), `consumer did not catch up: ${consumer.events.join('\n')}`);
+    await consumer.stop();
+    assert.ok(publisher.connects >= 2 && consumer.connects >= 2, 'neither side reconnected');
+    const result = check(publisher.confirmed, consumer.received);
+    assert.deepEqual(result.lost, []);
+    await node.stop();
+  });
+});
