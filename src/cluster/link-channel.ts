@@ -155,6 +155,7 @@ export class LinkChannel {
     if (this.closing !== null) return Promise.reject(new Error('channel is closing'));
     let frames: Buffer[];
     try {
+      if (properties.length < 2) throw new RangeError('properties must hold at least the 16-bit property flags');
       frames = publishFrames(this.id, this.host.frameMax, exchange, routingKey, mandatory, properties, body);
     } catch (err) {
       return Promise.reject(err as Error);

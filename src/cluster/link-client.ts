@@ -28,6 +28,9 @@ export interface LinkOptions {
   connectTimeoutMs?: number;
 }
 
+/** The handshake method expected next. */
+type Phase = 'start' | 'tune' | 'open-ok' | 'running';
+
 const PROTOCOL_HEADER = Buffer.from([0x41, 0x4d, 0x51, 0x50, 0, 0, 9, 1]);
 const HEARTBEAT_FRAME = Buffer.from([FRAME_HEARTBEAT, 0, 0, 0, 0, 0, 0, 0xce]);
 /** Used when the server proposes 0 (no limit); the largest frame Warren proposes by default. */
@@ -57,6 +60,8 @@ export class LinkConnection implements LinkChannelHost, FrameSink {
   private readonly reader = new FrameReader(this);
   private readonly channels = new Map<number, LinkChannel>();
   private handshake: { resolve(): void; reject(err: Error): void } | null = null;
+  /** A peer repeating a handshake method must not, e.g., start a second heartbeat timer. */
+  private phase: Phase = 'start';
   private handshakeTimer: NodeJS.Timeout | null = null;
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private received = true;
@@ -137,6 +142,11 @@ export class LinkConnection implements LinkChannelHost, FrameSink {
     this.socket.write(chunk);
   }
 
+  /** Bytes accepted but not yet sent; a forwarder can hold back while this grows. */
+  get writeBacklog(): number {
+    return this.socket.writableLength;
+  }
+
   channelGone(ch: LinkChannel): void {
     if (this.channels.get(ch.id) === ch) this.channels.delete(ch.id);
   }
@@ -160,6 +170,7 @@ export class LinkConnection implements LinkChannelHost, FrameSink {
       this.onConnectionMethod(decodeMethod(buf, start, end));
       return;
     }
+    if (this.phase !== 'running') throw new LinkProtocolError(`frame on channel ${channel} before connection.open-ok`);
     // Frames for a channel we already forgot (closed while they were in flight) are dropped.
     this.channels.get(channel)?.onFrame(type, buf, start, end);
   }
@@ -167,6 +178,7 @@ export class LinkConnection implements LinkChannelHost, FrameSink {
   private onConnectionMethod(m: Method): void {
     switch (m.key) {
       case M.ConnectionStart:
+        this.advance('start', 'tune');
         if (!m.mechanisms.toString().split(' ').includes('PLAIN')) throw new LinkProtocolError(`peer does not offer PLAIN (${m.mechanisms.toString()})`);
         this.sendMethod(0, {
           key: M.ConnectionStartOk,
@@ -177,9 +189,11 @@ export class LinkConnection implements LinkChannelHost, FrameSink {
         });
         return;
       case M.ConnectionTune:
+        this.advance('tune', 'open-ok');
         this.tune(m.channelMax, m.frameMax);
         return;
       case M.ConnectionOpenOk: {
+        this.advance('open-ok', 'running');
         if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
         this.handshakeTimer = null;
         const h = this.handshake;
@@ -210,6 +224,11 @@ export class LinkConnection implements LinkChannelHost, FrameSink {
       default:
         throw new LinkProtocolError(`unexpected method ${m.key >>> 16}/${m.key & 0xffff} on channel 0`);
     }
+  }
+
+  private advance(from: Phase, to: Phase): void {
+    if (this.phase !== from) throw new LinkProtocolError(`handshake out of order: expected ${this.phase}`);
+    this.phase = to;
   }
 
   private tune(channelMax: number, frameMax: number): void {

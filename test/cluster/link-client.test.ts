@@ -134,6 +134,27 @@ describe('cluster link client', () => {
     await ch.close();
   });
 
+  it('delivers messages that arrive right behind consume-ok, and survives a throwing callback', async () => {
+    const ch = await conn.openChannel();
+    await declare(ch, 'link-backlog');
+    await ch.confirmSelect();
+    await Promise.all([1, 2, 3].map((i) => ch.publish('', 'link-backlog', false, PROPS, Buffer.from(`b${i}`))));
+    const got: string[] = [];
+    let done!: () => void;
+    const all = new Promise<void>((r) => (done = r));
+    const warned = new Promise<void>((r) => process.once('warning', () => r()));
+    await ch.consume('link-backlog', { noAck: true, exclusive: true }, (d) => {
+      got.push(d.body.toString());
+      if (got.length === 3) done();
+      if (got.length === 1) throw new Error('consumer bug');
+    }, () => {});
+    await within(all, 5000, 'backlog');
+    await within(warned, 2000, 'warning');
+    assert.deepEqual(got, ['b1', 'b2', 'b3']);
+    await declare(ch, 'link-backlog', true);
+    await ch.close();
+  });
+
   it('hears a server-side basic.cancel when the queue is deleted', async () => {
     const ch = await conn.openChannel();
     await declare(ch, 'link-cancelled');
@@ -354,6 +375,19 @@ describe('cluster link lifecycle', () => {
     }
   });
 
+  it('sends heartbeats to an idle peer', async () => {
+    let beats = 0;
+    const fake = await fakePeer(() => {}, () => beats++);
+    try {
+      const conn = await LinkConnection.connect(opts(fake, { heartbeatSeconds: 1 }));
+      await new Promise((r) => setTimeout(r, 1300));
+      assert.ok(beats >= 1, `beats ${beats}`);
+      conn.destroy();
+    } finally {
+      fake.close();
+    }
+  });
+
   it('survives a peer that sends garbage', async () => {
     const fake = await fakePeer((m, reply, sock) => {
       if (m.key === M.ChannelOpen) sock.write(Buffer.from([1, 0, 1, 0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff, 0xce]));
@@ -371,7 +405,10 @@ describe('cluster link lifecycle', () => {
 });
 
 /** A scripted AMQP server: completes the handshake, then hands every other method to `onMethod`. */
-async function fakePeer(onMethod: (m: Method, reply: (ch: number, m: Method) => void, sock: net.Socket) => void): Promise<{ host: string; port: number; close(): void }> {
+async function fakePeer(
+  onMethod: (m: Method, reply: (ch: number, m: Method) => void, sock: net.Socket) => void,
+  onHeartbeat: () => void = () => {},
+): Promise<{ host: string; port: number; close(): void }> {
   const sockets = new Set<net.Socket>();
   const srv = net.createServer((sock) => {
     sockets.add(sock);
@@ -380,6 +417,7 @@ async function fakePeer(onMethod: (m: Method, reply: (ch: number, m: Method) => 
     const reply = (ch: number, m: Method): void => void sock.write(encodeMethodFrame(ch, m));
     const reader = new FrameReader({
       onFrame(type, ch, buf, start, end) {
+        if (type === 8) onHeartbeat();
         if (type !== 1) return;
         const m = decodeMethod(buf, start, end);
         if (m.key === M.ConnectionStartOk) reply(0, { key: M.ConnectionTune, channelMax: 16, frameMax: 4096, heartbeat: 0 });
