@@ -7,7 +7,7 @@
 // destroys the connection and reaches the owner through onClose, never as an exception.
 
 import * as net from 'node:net';
-import type { FieldTable } from '../protocol/field-table';
+import type { FieldTable, FieldValue } from '../protocol/field-table';
 import { FRAME_HEARTBEAT, FRAME_METHOD, FrameReader, FrameSink } from '../protocol/frame-reader';
 import { M, Method, decodeMethod, encodeMethodFrame } from '../protocol/spec';
 import { LinkChannel, LinkChannelHost, LinkClosedError, LinkProtocolError, safely } from './link-channel';
@@ -39,11 +39,11 @@ const CLOSE_TIMEOUT_MS = 2000;
 /** Silent half-intervals before the peer is declared dead: two missed heartbeats. */
 const MISSED_TICKS_MAX = 4;
 
-function bool(value: boolean): FieldTable[number][1] {
+function bool(value: boolean): FieldValue {
   return { type: 't', value };
 }
 
-function str(value: string): FieldTable[number][1] {
+function str(value: string): FieldValue {
   return { type: 'S', value: Buffer.from(value) };
 }
 
