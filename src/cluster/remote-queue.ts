@@ -55,8 +55,8 @@ export class RemoteQueue extends Queue {
       consume: (consumer, args, prefetch) => self.remoteConsume(consumer, args, prefetch),
       cancel: (consumer) => self.remoteCancel(consumer),
       counts: () => self.remoteCounts(),
-      purge: () => self.rpcCount({ key: M.QueuePurge, ticket: 0, queue: name, noWait: false }),
-      delete: (ifUnused, ifEmpty) => self.rpcCount({ key: M.QueueDelete, ticket: 0, queue: name, ifUnused, ifEmpty, noWait: false }),
+      purge: () => self.rpcCount({ key: M.QueuePurge, queue: name, noWait: false }),
+      delete: (ifUnused, ifEmpty) => self.rpcCount({ key: M.QueueDelete, queue: name, ifUnused, ifEmpty, noWait: false }),
     };
   }
 
@@ -122,7 +122,7 @@ export class RemoteQueue extends Queue {
   homeLost(): void {
     for (const [consumer, link] of [...this.consumersByLink]) {
       this.consumersByLink.delete(consumer);
-      link.destroy?.();
+      void link.close().catch(() => undefined);
       consumer.cancelledByQueue(this);
     }
     this.getChannel = null;
@@ -142,7 +142,7 @@ export class RemoteQueue extends Queue {
       const c = await ch.catch(() => null);
       if (c !== null && !c.closed) return c;
     }
-    ch = this.links.openChannel(this.home, this.vhost);
+    ch = this.links.openChannel(this.home, this.vhost).catch((err) => this.translate(err));
     this.getChannel = ch;
     ch.catch(() => {
       if (this.getChannel === ch) this.getChannel = null;
@@ -160,7 +160,7 @@ export class RemoteQueue extends Queue {
 
   private async remoteConsume(consumer: Consumer, args: FieldTable, prefetch: number): Promise<{ start(): void }> {
     if (!this.links.isUp(this.home)) throw this.unavailable();
-    const link = await this.links.openChannel(this.home, this.vhost);
+    const link = await this.links.openChannel(this.home, this.vhost).catch((err) => this.translate(err));
     // Deliveries may arrive in the same read as consume-ok: hold them until the client has
     // seen its own consume-ok.
     let held: LinkDelivery[] | null = [];
@@ -217,7 +217,7 @@ export class RemoteQueue extends Queue {
 
   private async remoteCounts(): Promise<{ messageCount: number; consumerCount: number }> {
     const link = await this.sharedChannel();
-    const r = await link.rpc({ key: M.QueueDeclare, ticket: 0, queue: this.name, passive: true, durable: false, exclusive: false, autoDelete: false, noWait: false, arguments: [] }).catch((err) => this.translate(err));
+    const r = await link.rpc({ key: M.QueueDeclare, queue: this.name, passive: true, durable: false, exclusive: false, autoDelete: false, noWait: false, arguments: [] }).catch((err) => this.translate(err));
     if (r.key === M.QueueDeclareOk) this.cachedCounts = { messageCount: r.messageCount, consumerCount: r.consumerCount };
     return this.cachedCounts;
   }
