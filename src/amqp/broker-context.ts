@@ -32,6 +32,8 @@ export interface ClusterContext {
   localOnly: boolean;
   /** This node's topology changes are in etcd: the reply to the client that made them may go. */
   commitTopology(): Promise<void>;
+  /** A mirrored queue's leader replicating to this node; true when it wrote to the store. */
+  mirrorOp(vhost: string, queue: string, properties: Buffer, body: Buffer): boolean;
   /** A node-to-node link logging in: the cluster's internal user, or undefined. */
   authenticateLink(user: string, password: string): User | undefined;
 }

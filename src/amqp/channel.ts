@@ -13,6 +13,7 @@ import type { Connection } from './connection';
 import { ContentAssembler } from './content-assembler';
 import { REPLY_TO, REPLY_TO_PREFIX } from './direct-reply';
 import { handleTopologyMethod } from './topology';
+import { MIRROR_EXCHANGE } from '../cluster/mirror-protocol';
 import { Transaction } from './transaction';
 import { ConfirmTracker } from './confirms';
 import { validateConsumerPriority } from '../core/queue/arguments';
@@ -296,6 +297,10 @@ export class Channel {
     const body = a.body!;
     a.reset();
     const vhost = this.session.vhost;
+    if (this.conn.isClusterLink && p.exchange === MIRROR_EXCHANGE) {
+      this.mirrorOp(p.routingKey, properties, body);
+      return;
+    }
     const exchange = vhost.exchanges.get(p.exchange);
     if (exchange === undefined) throw vhost.noExchange(p.exchange).at(60, 40);
     const denied = this.session.access.check('write', 'exchange', p.exchange);
@@ -370,6 +375,7 @@ export class Channel {
     else {
       // A publish forwarded over a link was routed by the sending node: only local queues here.
       cluster.localOnly = this.conn.isClusterLink;
+      cluster.takeForwards(); // anything left by a publish not made on a channel (dead letters)
       try {
         routed = vhost.publish(exchange, msg, extraKeys);
       } finally {
@@ -405,6 +411,16 @@ export class Channel {
       else if (msg.storeId !== 0) this.awaitSync(confirms, seq);
       else confirms.confirmed(seq);
     }
+  }
+
+  /** Replication from a mirrored queue's leader: applied, then confirmed after our own fsync. */
+  private mirrorOp(queue: string, properties: Buffer, body: Buffer): void {
+    const stored = this.conn.broker.cluster!.mirrorOp(this.session.vhost.name, queue, properties, body);
+    const confirms = this.confirms;
+    if (confirms === null) return;
+    const seq = confirms.next();
+    if (stored) this.awaitSync(confirms, seq);
+    else confirms.confirmed(seq);
   }
 
   /** Some queues were on other nodes: the confirm waits for their home nodes (and local disk). */

@@ -14,6 +14,7 @@ import { ClusterKeys } from './keys';
 import { LinkChannel, LinkConnection } from './link-client';
 import { MetadataHost, MetadataSync, QueueRecord } from './metadata-sync';
 import { QueueHomeLinks, RemoteQueue } from './remote-queue';
+import { HaCoordinator, HaHost } from './ha';
 
 /** The internal user node-to-node links log in as; its password is the cluster's secret. */
 export const CLUSTER_LINK_USER = 'warren-cluster-link';
@@ -38,7 +39,7 @@ interface Link {
  * secret) and the node-to-node links that carry forwarded publishes, consumers and gets to
  * the node that owns a queue. etcd decides; links only move messages.
  */
-export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks {
+export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks, HaHost {
   readonly nodeName: string;
   localOnly = false;
   readonly nodes = new Map<string, NodeInfo>();
@@ -58,6 +59,12 @@ export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks
   private linkPort = 0;
   private amqpAddress = '';
   private stopped = false;
+  readonly ha: HaCoordinator;
+  /** A mirror that confirms nothing for this long leaves the in-sync set. */
+  readonly replicaTimeoutMs = 3000;
+  /** Past this instant our lease may have expired in etcd: leaders fence themselves. */
+  private leaseDeadline = Number.MAX_SAFE_INTEGER;
+  private fenceTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly broker: Broker) {
     const config = broker.config;
@@ -73,6 +80,7 @@ export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks
       faultHandling: { host: () => noop, global: noop },
     });
     this.sync = new MetadataSync(this.etcd, this.keys, broker, this, () => this.lease!, this.log);
+    this.ha = new HaCoordinator(this.etcd, this.keys, broker, this, this.log);
   }
 
   get advertisedHost(): string {
@@ -100,7 +108,13 @@ export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks
     this.watchers.push(
       await this.watch(this.keys.nodes, nodes.header.revision, (key, value) => (value === null ? this.nodeDown(key) : this.nodeUp(key, value))),
     );
+    const ha = await this.etcd.getAll().prefix(this.keys.ha).exec();
+    this.ha.load(ha.kvs);
+    this.watchers.push(await this.watch(this.keys.ha, ha.header.revision, (key, value, mod) => this.ha.applyEvent(key, value, mod)));
     await this.sync.commit();
+    this.ha.start();
+    this.fenceTimer = setInterval(() => this.ha.setFenced(Date.now() > this.leaseDeadline), 100);
+    this.fenceTimer.unref();
     this.commitTimer = setInterval(() => {
       if (this.sync.isDirty) this.sync.commit().catch((err: Error) => this.log.warn({ err: err.message }, 'cluster metadata commit failed; will retry'));
     }, 100);
@@ -126,6 +140,10 @@ export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks
     if (this.stopped) return;
     this.stopped = true;
     if (this.commitTimer !== null) clearInterval(this.commitTimer);
+    if (this.fenceTimer !== null) clearInterval(this.fenceTimer);
+    // Mirrored queues go to an in-sync mirror before this node leaves (no lease wait).
+    await this.ha.handOver().catch((err: Error) => this.log.warn({ err: err.message }, 'handover failed'));
+    this.ha.stop();
     try {
       await this.sync.commit();
     } catch {
@@ -148,6 +166,27 @@ export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks
   // ---- ClusterContext ---------------------------------------------------------------------
 
   markDirty(): void {
+    this.sync.markDirty();
+  }
+
+  mirrorOp(vhost: string, queue: string, properties: Buffer, body: Buffer): boolean {
+    return this.ha.replicas.apply(vhost, queue, properties, body);
+  }
+
+  addPending(p: Promise<void>): void {
+    p.catch(() => undefined);
+    (this.forwards ??= []).push(p);
+  }
+
+  liveNodes(): string[] {
+    return [...this.nodes.keys()];
+  }
+
+  nodeKey(node: string): string {
+    return this.keys.node(node);
+  }
+
+  markMetadataDirty(): void {
     this.sync.markDirty();
   }
 
@@ -258,7 +297,18 @@ export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks
   // ---- membership ------------------------------------------------------------------------
 
   private newLease(): Lease {
+    const ttlMs = this.broker.config.clusterLeaseSeconds * 1000;
     const lease = this.etcd.lease(this.broker.config.clusterLeaseSeconds, { autoKeepAlive: true });
+    // Our own deadline, measured from when a successful keepalive was sent: etcd3's 'lost'
+    // comes only after twice the TTL, long after etcd may have handed our queues to others.
+    let firedAt = Date.now();
+    this.leaseDeadline = firedAt + ttlMs - 500;
+    lease.on('keepaliveFired', () => {
+      firedAt = Date.now();
+    });
+    lease.on('keepaliveSucceeded', () => {
+      if (this.lease === lease) this.leaseDeadline = firedAt + ttlMs - 500;
+    });
     lease.on('lost', (err: Error) => {
       if (this.stopped || this.lease !== lease) return;
       // etcd dropped this node (it was unreachable past the lease): others removed its
@@ -276,7 +326,10 @@ export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks
   private nodeUp(key: string, value: string): void {
     try {
       const info = JSON.parse(value) as NodeInfo;
-      this.nodes.set(this.keys.nodeName(key), info);
+      const name = this.keys.nodeName(key);
+      const isNew = !this.nodes.has(name);
+      this.nodes.set(name, info);
+      if (isNew) this.ha.nodeUp(name);
     } catch {
       this.log.warn({ key }, 'ignoring a malformed node record');
     }
@@ -294,16 +347,17 @@ export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks
     for (const v of this.broker.vhosts.values()) {
       for (const q of v.queues.values()) if (q instanceof RemoteQueue && q.home === name) q.homeLost();
     }
+    this.ha.nodeDown(name);
   }
 
-  private async watch(prefix: string, revision: string, apply: (key: string, value: string | null) => void): Promise<Watcher> {
+  private async watch(prefix: string, revision: string, apply: (key: string, value: string | null, modRevision: string) => void): Promise<Watcher> {
     const w = await this.etcd
       .watch()
       .prefix(prefix)
       .startRevision(String(BigInt(revision) + 1n))
       .create();
-    w.on('put', (kv) => apply(kv.key.toString(), kv.value.toString()));
-    w.on('delete', (kv) => apply(kv.key.toString(), null));
+    w.on('put', (kv) => apply(kv.key.toString(), kv.value.toString(), kv.mod_revision));
+    w.on('delete', (kv) => apply(kv.key.toString(), null, kv.mod_revision));
     w.on('error', (err: Error) => this.log.warn({ err: err.message }, 'etcd watch error'));
     return w;
   }

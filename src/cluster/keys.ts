@@ -4,6 +4,7 @@
  *   <p>/secret                 shared secret for node-to-node links (created by the first node)
  *   <p>/nodes/<node>           {amqp, link, started}; bound to the node's lease
  *   <p>/meta/<kind>/<...>      one key per metadata entity (see MetaKind); values are JSON
+ *   <p>/ha/<vhost>/<queue>     a mirrored queue's {epoch, leader, members, isr}
  *
  * Name segments are percent-encoded so '/' inside vhost or queue names cannot split a key.
  */
@@ -11,12 +12,26 @@ export class ClusterKeys {
   readonly secret: string;
   readonly nodes: string;
   readonly meta: string;
+  readonly ha: string;
 
   constructor(readonly prefix: string) {
     const p = prefix.endsWith('/') ? prefix.slice(0, -1) : prefix;
     this.secret = `${p}/secret`;
     this.nodes = `${p}/nodes/`;
     this.meta = `${p}/meta/`;
+    this.ha = `${p}/ha/`;
+  }
+
+  /** A mirrored queue's replication record: leader, epoch, members and in-sync set. */
+  haKey(vhost: string, queue: string): string {
+    return `${this.ha}${encodeURIComponent(vhost)}/${encodeURIComponent(queue)}`;
+  }
+
+  parseHa(key: string): { vhost: string; queue: string } | null {
+    if (!key.startsWith(this.ha)) return null;
+    const [v, q] = key.slice(this.ha.length).split('/');
+    if (v === undefined || q === undefined) return null;
+    return { vhost: decodeURIComponent(v), queue: decodeURIComponent(q) };
   }
 
   node(name: string): string {

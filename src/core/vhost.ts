@@ -164,10 +164,14 @@ export class VHost implements QueueObserver {
    * any queue of that name here. Not a declaration: no limits, no change notifications.
    */
   adoptQueue(name: string, args: FieldTable, build: (observer: QueueObserver, settings: QueueSettings) => Queue): Queue {
-    // Deleting the old one while it is still registered also removes its bindings.
-    this.queues.get(name)?.delete('deleted');
+    // The new queue takes over the old one's bindings; deleting the old one while it is
+    // still registered removes them (and cancels its consumers).
+    const old = this.queues.get(name);
+    const bindings = old === undefined ? [] : [...this.bindingsToDestination(old)];
+    old?.delete('deleted');
     const q = build(this, this.settingsFor(name, args));
     this.queues.set(name, q);
+    for (const b of bindings) this.bind(b.source, q, b.routingKey, b.arguments);
     return q;
   }
 

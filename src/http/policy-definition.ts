@@ -40,6 +40,8 @@ const POLICY_KEYS: Record<string, Check> = {
   'ha-sync-batch-size': posInt('ha-sync-batch-size value'),
   'ha-promote-on-shutdown': oneOf('ha-promote-on-shutdown value', ['always', 'when-synced']),
   'ha-promote-on-failure': oneOf('ha-promote-on-failure value', ['always', 'when-synced']),
+  // Warren's own (Kafka's min.insync.replicas): publishes are nacked while fewer copies are in sync.
+  'ha-min-isr': posInt('ha-min-isr value'),
   'federation-upstream': string('federation upstream'),
   'federation-upstream-set': string('federation upstream set'),
   'max-age': string('max age'),

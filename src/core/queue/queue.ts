@@ -10,7 +10,7 @@ import { IdleExpiry } from './idle-expiry';
 import type { TransientPager } from '../paging';
 import type { QueueSettings } from './settings';
 import type { MessageStore } from '../../store/message-store';
-import type { RemoteQueueOps } from './remote';
+import type { QueueMirrorHook, RemoteQueueOps } from './remote';
 
 export type { QueueEntry } from './entry';
 
@@ -186,6 +186,12 @@ export class Queue {
   }
 
   /** Whether a persistent message routed here must be written to the store first. */
+  /**
+   * A mirrored queue's replication (cluster leader side): told of every message that enters
+   * and every message that leaves for good, in order. Null for unmirrored queues.
+   */
+  mirror: QueueMirrorHook | null = null;
+
   /** Set on proxies of queues whose messages live on another cluster node. */
   get remote(): RemoteQueueOps | null {
     return null;
@@ -225,6 +231,8 @@ export class Queue {
       maxLevel === 0 &&
       msg.pageable &&
       this.store !== null &&
+      // Replication names messages by their entry; the cold tail keeps no entries.
+      this.mirror === null &&
       (this.cold.length !== 0 || this.readyCount >= COLD_AFTER)
     ) {
       this.addCold(msg, redelivered);
@@ -242,6 +250,7 @@ export class Queue {
     msg.refs++;
     this.stats.published++;
     this.ready.push(entry);
+    this.mirror?.added(entry);
     this.readyCount++;
     this.readyBytes += msg.bodySize;
     // A long backlog keeps only small records in memory: bytes are read back on delivery.
@@ -362,6 +371,12 @@ export class Queue {
     // Under single-active-consumer the next consumer may just have become active.
     if (at === 0 && this.settingsInForce.singleActiveConsumer) this.drain();
     return false;
+  }
+
+  /** Every consumer is cancelled (basic.cancel); the queue stays. A fenced cluster leader does this. */
+  cancelConsumers(): void {
+    const consumers = this.consumers.clear();
+    for (const c of consumers) c.cancelledByQueue(this);
   }
 
   /** Deliver while there are messages and a consumer able to take one. */
@@ -557,6 +572,7 @@ export class Queue {
   /** The message left this queue for good. */
   private settle(entry: QueueEntry): void {
     entry.state = EntryState.Gone;
+    this.mirror?.removed(entry);
     entry.msg.refs--;
     if (entry.msg.refs === 0 && entry.msg.pageId !== 0) this.pager?.release(entry.msg);
     if (this.store !== null && entry.msg.storeId !== 0) this.store.ack(this.storeKey, entry.msg.storeId);

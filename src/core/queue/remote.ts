@@ -18,3 +18,11 @@ export interface RemoteQueueOps {
   purge(): Promise<number>;
   delete(ifUnused: boolean, ifEmpty: boolean): Promise<number>;
 }
+
+/** Replication of a mirrored queue, driven by the queue itself (see Queue.mirror). */
+export interface QueueMirrorHook {
+  /** A message entered the queue (not on requeue: it never left). */
+  added(entry: QueueEntry): void;
+  /** A message left the queue for good: acked, expired, dropped, purged, dead-lettered. */
+  removed(entry: QueueEntry): void;
+}
