@@ -20,7 +20,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 async function round(count: number, size: number): Promise<{ maxMs: number; p99Ms: number; reclaimedMb: number; seconds: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'warren-stall-'));
   try {
-    const s = SegmentStore.open({ dir, segmentSize: 16 * 1024 * 1024 });
+    const s = SegmentStore.open({ dir, segmentSize: 16 * 1024 * 1024, compactBelow: Number(process.env.STALL_COMPACT_BELOW ?? 0.5) });
     const body = Buffer.alloc(size, 97);
     const msg = { exchange: 'delayed', routingKey: 'k', properties: Buffer.from([0x10, 0x00, 0x02]), body };
     const ids: number[] = [];
