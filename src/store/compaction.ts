@@ -91,6 +91,8 @@ export interface CompactionHost {
   readonly limits: StepLimits;
   readonly counters: StepCounters;
   readonly onStep?: ((step: CompactionStep) => void) | undefined;
+  /** A file to close when the store closes (it may still be in a group commit round). */
+  retire(file: AppendFile): void;
   /** The compaction is over (done, failed or abandoned) and holds nothing any more. */
   finished(c: Compaction): void;
 }
@@ -150,6 +152,8 @@ export class Compaction {
   private stopping = false;
   private idle: (() => void)[] = [];
   private syncedAfterSwitch = false;
+  /** The group commit writes ackOut now (the copy is done). */
+  private handedOver = false;
 
   constructor(
     private readonly host: CompactionHost,
@@ -189,15 +193,19 @@ export class Compaction {
 
   /** Before the switch, records for a member's ack file are also kept for the new one. */
   get forwarding(): boolean {
-    return this.phase === 'copy' || this.phase === 'sync' || this.phase === 'renamed';
+    return this.phase !== 'switched' && this.phase !== 'done';
   }
 
   forwardIds(type: RecordType.Ack | RecordType.Delivered, key: Buffer, ids: readonly number[], from: number, to: number): void {
-    if (this.forwarding) appendIdBatch(this.ackOut, type, key, ids, from, to);
+    if (!this.forwarding) return;
+    appendIdBatch(this.ackOut, type, key, ids, from, to);
+    if (this.handedOver) this.host.commit.touch(this.ackOut);
   }
 
   forwardDelete(key: Buffer, upTo: number): void {
-    if (this.forwarding) appendDelete(this.ackOut, key, upTo);
+    if (!this.forwarding) return;
+    appendDelete(this.ackOut, key, upTo);
+    if (this.handedOver) this.host.commit.touch(this.ackOut);
   }
 
   /**
@@ -238,7 +246,6 @@ export class Compaction {
         this.syncOutputs();
         return;
       case 'renamed':
-        this.replaceAcks();
         return;
       case 'switched':
         this.removeMembers();
@@ -248,15 +255,12 @@ export class Compaction {
     }
   }
 
+  /** Called with nothing in flight, possibly more than once. */
   private stopNow(): void {
+    if (this.inflight) return;
     if (this.phase === 'copy' || this.phase === 'sync') this.abandon(null);
-    else if (this.phase === 'renamed') {
-      // The new segment is in place: finish the short way to the switch, then report idle.
-      this.stopping = false;
-      this.replaceAcks();
-      this.stopping = true;
-      return;
-    }
+    // The new segment is in place, the old ack files still hold every ack: leave it to recovery.
+    else if (this.phase === 'renamed') this.keepOldAcks(null);
     this.notifyIdle();
   }
 
@@ -305,6 +309,8 @@ export class Compaction {
       this.copyWindow(buf, start, end, from, to);
       this.writeOutputs(() => {
         this.advance(to);
+        this.host.onStep?.('copy-step');
+        if (this.stopping) return this.stopNow();
         this.schedule();
       });
     });
@@ -350,7 +356,6 @@ export class Compaction {
     this.copiedThrough = to;
     counters.maxRecords = Math.max(counters.maxRecords, records);
     counters.maxBytes = Math.max(counters.maxBytes, bytes);
-    this.host.onStep?.('copy-step');
   }
 
   private advance(to: number): void {
@@ -391,42 +396,41 @@ export class Compaction {
           this.inflight = false;
           const err = err1 ?? err2;
           if (err !== null) return this.abandon(err);
-          if (this.stopping) return this.stopNow();
           this.host.onStep?.('files-written');
+          if (this.stopping) return this.stopNow();
           try {
             renameSync(this.tmpSeg, this.first.segPath);
           } catch (e) {
             return this.abandon(e as Error);
           }
           this.phase = 'renamed';
-          this.inflight = true;
-          fsync(this.host.dirFd, (e) => {
-            this.inflight = false;
-            if (e !== null) return this.giveUpAfterRename(e);
-            this.host.onStep?.('segment-replaced');
-            if (this.stopping) return this.stopNow();
-            this.schedule();
-          });
+          // From here the group commit writes the new ack file's tail, in the same rounds as
+          // the old ack files that get the same records: a confirmed ack is in both.
+          const { commit } = this.host;
+          this.handedOver = true;
+          commit.touch(this.ackOut);
+          commit.directoryChanged();
+          commit.appended++;
+          commit.register((e) => this.renameDurable(e));
+          commit.scheduleTurn();
         });
       });
     });
   }
 
-  private replaceAcks(): void {
+  /** The segment's rename and every record forwarded so far are on disk. */
+  private renameDurable(err: Error | null): void {
+    if (this.phase !== 'renamed') return;
+    if (err !== null) return this.keepOldAcks(err);
+    this.host.onStep?.('segment-replaced');
+    if (this.stopping) return this.stopNow();
     try {
       renameSync(this.tmpAck, this.first.ackPath);
     } catch (e) {
-      return this.giveUpAfterRename(e as Error);
+      return this.keepOldAcks(e as Error);
     }
-    this.inflight = true;
-    fsync(this.host.dirFd, (e) => {
-      this.inflight = false;
-      // Past the point of no return: the group commit syncs the directory again after the switch.
-      if (e !== null) this.host.logger.error({ file: this.first.ackPath, err: String(e) }, 'directory sync after compaction failed');
-      this.host.onStep?.('acks-replaced');
-      this.switchOver();
-      if (this.stopping) this.notifyIdle();
-    });
+    this.switchOver();
+    this.host.onStep?.('acks-replaced');
   }
 
   /** Adopts the new files in memory; the members' files go once the next group commit is synced. */
@@ -516,22 +520,25 @@ export class Compaction {
   }
 
   /**
-   * The new segment is on disk but the new ack file could not follow: recovery still finds
-   * every needed ack in the old files, so keep them all (pinned: never deleted nor compacted in
-   * this run) and go on with the old files in memory.
+   * The new segment is on disk but the new ack file did not follow (an error, or close()):
+   * recovery still finds every needed ack in the old files, so keep them all (pinned: never
+   * deleted nor compacted in this run) and go on with the old files in memory.
    */
-  private giveUpAfterRename(err: Error): void {
-    this.host.counters.failed++;
-    this.host.logger.error({ file: this.first.ackPath, err: String(err) }, 'could not replace the ack file after compaction; keeping the old ones');
+  private keepOldAcks(err: Error | null): void {
+    if (err !== null) {
+      this.host.counters.failed++;
+      this.host.logger.error({ file: this.first.ackPath, err: String(err) }, 'could not replace the ack file after compaction; keeping the old ones');
+    }
     const index = this.host.table.index;
     for (let i = 0; i < this.moved.length; i += 2) {
       if (index.refs(this.moved[i]!) !== 0) index.setOffset(this.moved[i]!, this.moved[i + 1]!);
     }
     this.moved = [];
     this.copiedThrough = this.first.firstId - 1;
-    this.segOut.close();
-    this.ackOut.close();
     unlinkQuietly(this.tmpAck);
+    // ackOut may be in a group commit round: closed with the store.
+    this.host.retire(this.segOut);
+    this.host.retire(this.ackOut);
     for (const s of this.run) s.pinned = true;
     this.finish();
   }

@@ -88,6 +88,8 @@ export class SegmentStore implements MessageStore {
   private compaction: Compaction | null = null;
   private readonly compactionCounters: StepCounters = { steps: 0, maxIds: 0, maxRecords: 0, maxBytes: 0, finished: 0, failed: 0 };
   private compactionWaiters: (() => void)[] = [];
+  /** Files a compaction gave up on, closed with the store. */
+  private retired: AppendFile[] = [];
 
   private constructor(options: SegmentStoreOptions) {
     this.dir = options.dir;
@@ -286,6 +288,11 @@ export class SegmentStore implements MessageStore {
     return { ...this.compactionCounters };
   }
 
+  /** A compaction is under way (for tests). */
+  compactionRunning(): boolean {
+    return this.compaction !== null;
+  }
+
   /**
    * Resolves once no compaction runs and none is due (for tests: the store is as compact as
    * it will get until more messages die).
@@ -307,7 +314,7 @@ export class SegmentStore implements MessageStore {
     if (compaction !== null) await compaction.stop();
     await this.commit.drain();
     // A switched run's old files stay on disk: recovery folds and removes them.
-    for (const f of compaction?.takeRetired() ?? []) f.close();
+    for (const f of [...(compaction?.takeRetired() ?? []), ...this.retired]) f.close();
     for (const s of this.table.segments) {
       s.seg.close();
       s.ack?.close();
@@ -420,6 +427,7 @@ export class SegmentStore implements MessageStore {
           limits,
           counters,
           onStep,
+          retire: (f) => this.retired.push(f),
           finished: (c) => {
             if (this.compaction !== c) return;
             this.compaction = null;
