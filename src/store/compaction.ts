@@ -113,21 +113,24 @@ type Phase = 'copy' | 'sync' | 'renamed' | 'switched' | 'done';
  *             first.ack.compact, from the in-memory state (which is never behind the disk).
  *             A copied id's index offset points into the new file at once; read() follows.
  *   sync      both .compact files written and fsynced                       → 'files-written'
- *   renamed   .seg.compact over first.seg, directory fsynced: recovery now ignores the other
- *             members' .seg files and reads their .ack files as extra acks of first; the old
- *             first.ack and the members' ack files still hold every ack    → 'segment-replaced'
- *             then .ack.compact over first.ack, directory fsynced. The new ack file holds the
- *             state at copy time plus every forwarded record, so it loses nothing that the
- *             old one had for the messages in the new segment                → 'acks-replaced'
- *   switched  in memory: members leave the table, first covers their ids, new acks go to the
- *             new ack file only (through the group commit, whose next round also syncs the
- *             forwarded tail and the directory).
+ *   renamed   .seg.compact renamed over first.seg. Recovery now ignores the other members'
+ *             .seg files and reads their .ack files as extra acks of first; the old first.ack
+ *             and the members' ack files still hold every ack. The group commit now writes the
+ *             new ack file too, in the same rounds as the old ones that get the same records.
+ *             Once a round has synced the directory and that tail       → 'segment-replaced'
+ *             .ack.compact is renamed over first.ack. The new ack file holds the state at copy
+ *             time plus every forwarded record, so it lacks nothing the old one had for the
+ *             messages in the new segment. Not before: an old first.seg with the new first.ack
+ *             would miss the acks of messages that died before the copy.
+ *   switched  in the same turn: members leave the table, first covers their ids, acks go to
+ *             the new ack file only; their confirms wait for a round that also syncs the
+ *             directory (so the ack rename is durable first)                → 'acks-replaced'
  *   done      after that round: the members' files are removed, each .seg before its .ack
  *             ('member-removed' after each .seg). An orphan .ack is dropped at recovery.
  *
- * The new ack file is renamed only after the new segment's rename is durable: an old first.seg
- * with the new first.ack would lack the acks of messages that died before the copy. A crash
- * before 'segment-replaced' leaves .compact leftovers, which recovery removes.
+ * A crash before 'segment-replaced' leaves .compact leftovers, which recovery removes; after
+ * it, recovery finishes the merge (recovery.ts). close() abandons a run still copying, and
+ * leaves one past its segment rename to recovery.
  */
 export class Compaction {
   readonly first: Segment;
