@@ -103,7 +103,7 @@ export class GroupCommit {
     this.tails = this.tails.filter((f) => f !== file);
     file.queued = false;
     if (this.syncing) this.closeAfterRound.push(file);
-    else file.close();
+    else file.closeInBackground();
   }
 
   get waiting(): number {
@@ -218,7 +218,7 @@ export class GroupCommit {
       if (--pending !== 0) return;
       this.syncing = false;
       this.rounds++;
-      for (const f of this.closeAfterRound) f.close();
+      for (const f of this.closeAfterRound) f.closeInBackground();
       this.closeAfterRound = [];
       if (error !== null && this.failure === null) this.failure = error;
       this.synced = target;

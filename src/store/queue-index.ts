@@ -50,6 +50,12 @@ export class QueueIndex {
     return true;
   }
 
+  /** -1 when id is not held, else 0, or 1 when it was marked delivered. */
+  stateOf(id: number): number {
+    const at = this.find(id);
+    return at < 0 ? -1 : this.flags[at]! & DELIVERED;
+  }
+
   /** Removes every id <= upTo, calling released(id) for each. */
   removeUpTo(upTo: number, released: (id: number) => void): void {
     for (let i = this.head; i < this.tail && this.ids[i]! <= upTo; i++) {

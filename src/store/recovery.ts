@@ -45,7 +45,7 @@ export function recoverSegments(dir: string, logger: StoreLogger, tailCapacity: 
  * Queue keys as strings without decoding the same UTF-8 for every record: a million records
  * name the same ten queues. Keyed by an FNV-1a hash of the bytes, confirmed byte by byte.
  */
-class KeyDecoder {
+export class KeyDecoder {
   private readonly cache = new Map<number, { bytes: Buffer; key: string }>();
 
   decode(b: Buffer, start: number, end: number): string {

@@ -1,7 +1,7 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, statfsSync, unlinkSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
 import { AppendFile } from './append-file';
-import { compactRun, pickRun, type CompactionStep } from './compaction';
+import { Compaction, DEFAULT_STEP_LIMITS, pickRun, type CompactionStep, type StepCounters, type StepLimits } from './compaction';
 import { GroupCommit } from './group-commit';
 import {
   assertPublishable,
@@ -45,6 +45,8 @@ export interface SegmentStoreOptions {
   readonly writeRetryMs?: number;
   /** Called between compaction's durable steps; crash tests kill the process there. */
   readonly onCompactionStep?: (step: CompactionStep) => void;
+  /** Work per compaction step (tests make it small to get many steps). */
+  readonly compactionStep?: Partial<StepLimits>;
 }
 
 const SILENT: StoreLogger = { warn() {}, error() {} };
@@ -82,6 +84,12 @@ export class SegmentStore implements MessageStore {
   /** close() released the files: nothing may touch a descriptor any more. */
   private finished = false;
   private readonly release = (id: number): void => this.table.release(id);
+  private readonly stepLimits: StepLimits;
+  private compaction: Compaction | null = null;
+  private readonly compactionCounters: StepCounters = { steps: 0, maxIds: 0, maxRecords: 0, maxBytes: 0, finished: 0, failed: 0 };
+  private compactionWaiters: (() => void)[] = [];
+  /** Files a compaction gave up on, closed with the store. */
+  private retired: AppendFile[] = [];
 
   private constructor(options: SegmentStoreOptions) {
     this.dir = options.dir;
@@ -91,6 +99,7 @@ export class SegmentStore implements MessageStore {
     this.compactBelow = options.compactBelow ?? 0.5;
     this.logger = options.logger ?? SILENT;
     this.onCompactionStep = options.onCompactionStep;
+    this.stepLimits = { ...DEFAULT_STEP_LIMITS, ...options.compactionStep };
     mkdirSync(this.dir, { recursive: true });
     this.lock = StoreLock.acquire(this.dir);
     this.dirFd = openSync(this.dir, 'r');
@@ -111,7 +120,8 @@ export class SegmentStore implements MessageStore {
         hasBuffered: () => this.acks.size !== 0 || this.deliveries.size !== 0,
         betweenWrites: () => {
           this.dropEmptySegments();
-          if (this.releasedSinceCompactionCheck && this.compactBelow > 0 && !this.closed) this.compactOne();
+          if (this.releasedSinceCompactionCheck && this.compactBelow > 0 && !this.closed && this.compaction === null) this.compactOne();
+          else if (this.compaction === null) this.notifyCompactionIdle();
         },
         writeFailed: (err) => {
           const text = String(err);
@@ -188,6 +198,7 @@ export class SegmentStore implements MessageStore {
       if (segment === undefined || segment === last) return;
       last = segment;
       appendDelete(this.ackFile(segment), key, upTo);
+      if (segment.compacting) this.compaction?.forwardDelete(key, upTo);
     });
     // Pending acks of this queue stay: one may be for a message that already left it and lies
     // beyond upTo, where no delete record covers it. Duplicates of the delete are harmless.
@@ -212,7 +223,8 @@ export class SegmentStore implements MessageStore {
     const segment = index.refs(id) === 0 ? undefined : this.table.segmentOf(id);
     if (segment === undefined) throw new RangeError(`message ${id} is not in the store`);
     const length = index.length(id);
-    const rec = segment.seg.read(index.offset(id), length);
+    const file = this.compaction?.fileFor(id) ?? segment.seg;
+    const rec = file.read(index.offset(id), length);
     // Checked on every read too: a bit that rots after recovery must not reach a consumer.
     if (rec.readUInt32LE(0) !== crc32(rec.subarray(4)) || rec[RECORD_HEADER_SIZE] !== RecordType.Publish || rec.readDoubleLE(RECORD_HEADER_SIZE + 1) !== id) {
       throw new Error(`${segment.segPath}: record of message ${id} at offset ${index.offset(id)} is corrupt`);
@@ -271,10 +283,38 @@ export class SegmentStore implements MessageStore {
     return this.table.index.byteSize + this.queues.byteSize;
   }
 
+  /** What compaction steps did so far: the most work any one step did, runs finished. */
+  compactionStats(): Readonly<StepCounters> {
+    return { ...this.compactionCounters };
+  }
+
+  /** A compaction is under way (for tests). */
+  compactionRunning(): boolean {
+    return this.compaction !== null;
+  }
+
+  /**
+   * Resolves once no compaction runs and none is due (for tests: the store is as compact as
+   * it will get until more messages die).
+   */
+  compactionSettled(): Promise<void> {
+    return new Promise((resolve) => {
+      this.compactionWaiters.push(resolve);
+      this.releasedSinceCompactionCheck ||= this.compactBelow > 0;
+      this.commit.scheduleTurn();
+    });
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // Before the drain: a compaction still copying is abandoned, one past its rename reaches
+    // the switch, so that the drain syncs what the switch handed to the group commit.
+    const compaction = this.compaction;
+    if (compaction !== null) await compaction.stop();
     await this.commit.drain();
+    // A switched run's old files stay on disk: recovery folds and removes them.
+    for (const f of [...(compaction?.takeRetired() ?? []), ...this.retired]) f.close();
     for (const s of this.table.segments) {
       s.seg.close();
       s.ack?.close();
@@ -304,8 +344,10 @@ export class SegmentStore implements MessageStore {
         const limit = segment === undefined ? -1 : segment.maxId;
         while (to < ids.length && ids[to]! <= limit) to++;
         // A segment about to be deleted needs no record of its messages' fate.
-        if (segment !== undefined && (segment.live !== 0 || segment === this.active)) {
+        // Not so for one in a compaction (or kept after a failed one): its files stay for now.
+        if (segment !== undefined && (segment.live !== 0 || segment === this.active || segment.compacting || segment.pinned)) {
           appendIdBatch(this.ackFile(segment), type, key, ids, from, to);
+          if (segment.compacting) this.compaction?.forwardIds(type, key, ids, from, to);
         }
         from = to;
       }
@@ -353,7 +395,7 @@ export class SegmentStore implements MessageStore {
     if (emptied.length === 0) return;
     this.table.emptied = [];
     for (const segment of emptied) {
-      if (segment.live !== 0 || segment === this.active || segment.pinned || !this.table.segments.includes(segment)) continue;
+      if (segment.live !== 0 || segment === this.active || segment.pinned || segment.compacting || !this.table.segments.includes(segment)) continue;
       // Segment first: an ack file without its segment is harmless, the reverse resurrects.
       unlinkSync(segment.segPath);
       if (segment.ack !== null) unlinkSync(segment.ackPath);
@@ -364,15 +406,48 @@ export class SegmentStore implements MessageStore {
     }
   }
 
-  /** Rewrites (and merges) the oldest run of sparse or small segments, if any. One per turn. */
+  /** Starts rewriting (and merging) the oldest run of sparse or small segments, if any. */
   private compactOne(): void {
     this.releasedSinceCompactionCheck = false;
     const run = pickRun(this.table.segments, this.active, this.segmentSize, this.compactBelow);
-    if (run.length === 0) return;
-    const { table, keys, commit, dirFd, logger, onCompactionStep: onStep } = this;
-    compactRun({ table, keys, commit, dirFd, logger, onStep }, run);
-    // More to do elsewhere? Look again next turn.
-    this.releasedSinceCompactionCheck = true;
-    this.commit.scheduleTurn();
+    if (run.length === 0) {
+      this.notifyCompactionIdle();
+      return;
+    }
+    const { table, queues, keys, commit, dirFd, logger, onCompactionStep: onStep, stepLimits: limits, compactionCounters: counters } = this;
+    try {
+      this.compaction = new Compaction(
+        {
+          table,
+          queues,
+          keys,
+          commit,
+          dirFd,
+          logger,
+          limits,
+          counters,
+          onStep,
+          retire: (f) => this.retired.push(f),
+          finished: (c) => {
+            if (this.compaction !== c) return;
+            this.compaction = null;
+            if (this.closed) return;
+            // More to do elsewhere? Look again after the next write round.
+            this.releasedSinceCompactionCheck = true;
+            this.commit.scheduleTurn();
+          },
+        },
+        run,
+      );
+    } catch (err) {
+      logger.warn({ file: run[0]!.segPath, err: String(err) }, 'could not start a segment compaction');
+    }
+  }
+
+  private notifyCompactionIdle(): void {
+    if (this.compactionWaiters.length === 0 || (this.releasedSinceCompactionCheck && this.compactBelow > 0)) return;
+    const waiters = this.compactionWaiters;
+    this.compactionWaiters = [];
+    for (const w of waiters) w();
   }
 }

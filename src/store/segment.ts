@@ -29,6 +29,8 @@ export class Segment {
   /** Set when a merge could not finish: files on disk still need recovery to sort them out,
    *  so this segment is neither deleted nor compacted again in this run. */
   pinned = false;
+  /** Part of the compaction in progress: its files must stay until that one is finished. */
+  compacting = false;
   ack: AppendFile | null = null;
 
   constructor(

@@ -104,7 +104,7 @@ describe('crash safety (kill -9)', () => {
 
   it('recovers from a kill at every step of a compaction', async (t) => {
     const seed = Number(process.env.STORE_SEED ?? Date.now() % 100_000);
-    const steps = ['files-written', 'segment-replaced', 'acks-replaced', 'member-removed', 'member-removed'];
+    const steps = ['copy-step', 'files-written', 'segment-replaced', 'acks-replaced', 'member-removed', 'member-removed'];
     // The child dies at the step by itself; the timer is only a backstop.
     await crashRounds(t, tempDir(t, 'crash-compaction'), seed, steps, () => 5000);
   });
