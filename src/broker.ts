@@ -253,6 +253,7 @@ export class Broker implements BrokerContext {
 
   /** Graceful stop: no new connections, 320 CONNECTION_FORCED to every client, then wait for sockets. */
   async close(): Promise<void> {
+    this.cluster?.stopAccepting();
     const server = this.server;
     this.server = null;
     this.alarms.stop();

@@ -59,6 +59,7 @@ export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks
   private linkPort = 0;
   private amqpAddress = '';
   private stopped = false;
+  private accepting = true;
   readonly ha: HaCoordinator;
   /** A mirror that confirms nothing for this long leaves the in-sync set. */
   readonly replicaTimeoutMs = 3000;
@@ -136,9 +137,16 @@ export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks
     this.log.info({ amqp: this.amqpAddress, link: this.linkPort }, 'joined the cluster');
   }
 
+  /** First step of a graceful stop: no new links (a late forward would reach a leader that is leaving). */
+  stopAccepting(): void {
+    this.accepting = false;
+    this.linkServer?.close();
+  }
+
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.accepting = false;
     if (this.commitTimer !== null) clearInterval(this.commitTimer);
     if (this.fenceTimer !== null) clearInterval(this.fenceTimer);
     // Mirrored queues go to an in-sync mirror before this node leaves (no lease wait).
@@ -155,8 +163,23 @@ export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks
     for (const link of this.links.values()) link.conn.then((c) => c.destroy(), () => undefined);
     this.links.clear();
     const server = this.linkServer;
-    if (server !== null) await new Promise<void>((r) => server.close(() => r()));
+    this.linkServer = null;
+    if (server?.listening === true) await new Promise<void>((r) => server.close(() => r()));
     this.etcd.close();
+  }
+
+  /** Members as etcd lists them (alive = holding a lease), this node included. */
+  nodeList(): NodeInfo[] {
+    return [...this.nodes.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** Where a queue lives: its home (leader) and, when mirrored, its mirrors and in-sync set. */
+  describeQueue(vhost: string, name: string): { node: string; mirrors: string[]; inSync: string[]; epoch: number | null } {
+    const q = this.broker.vhosts.get(vhost)?.queues.get(name);
+    const home = q === undefined ? this.nodeName : this.homeOf(q);
+    const r = this.ha.record(vhost, name);
+    if (r === undefined) return { node: home, mirrors: [], inSync: [], epoch: null };
+    return { node: r.leader, mirrors: r.members.filter((n) => n !== r.leader), inSync: r.isr.filter((n) => n !== r.leader), epoch: r.epoch };
   }
 
   get linkListenPort(): number {
@@ -186,8 +209,8 @@ export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks
     return this.keys.node(node);
   }
 
-  markMetadataDirty(): void {
-    this.sync.markDirty();
+  claimQueue(vhost: string, queue: string): Promise<void> {
+    return this.sync.claim(vhost, queue);
   }
 
   takeForwards(): Array<Promise<void>> | null {
@@ -202,7 +225,7 @@ export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks
   }
 
   authenticateLink(user: string, password: string): User | undefined {
-    if (user !== CLUSTER_LINK_USER || this.secret === '') return undefined;
+    if (user !== CLUSTER_LINK_USER || this.secret === '' || !this.accepting) return undefined;
     const a = Buffer.from(password);
     const b = Buffer.from(this.secret);
     if (a.length !== b.length || !timingSafeEqual(a, b)) return undefined;

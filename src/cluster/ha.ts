@@ -33,7 +33,8 @@ export interface HaHost {
   openChannel(node: string, vhost: string): Promise<LinkChannel>;
   addPending(p: Promise<void>): void;
   nodeKey(node: string): string;
-  markMetadataDirty(): void;
+  /** Writes the queue's metadata record with this node as its home (after a promotion). */
+  claimQueue(vhost: string, queue: string): Promise<void>;
 }
 
 interface HaPolicy {
@@ -229,7 +230,8 @@ export class HaCoordinator {
 
   private async stopLeading(key: string, lm: LeaderMirror, deleteRecord: boolean): Promise<void> {
     this.leading.delete(key);
-    lm.close(null);
+    if (deleteRecord) lm.detach();
+    else lm.close(null);
     const known = this.records.get(key);
     if (!deleteRecord || known === undefined) return;
     await this.etcd
@@ -291,7 +293,7 @@ export class HaCoordinator {
       local.restore(m.msg, true, m.publishedAt);
     }
     lm.setMembers(this.membersFor(policy, record.members));
-    this.host.markMetadataDirty();
+    this.host.claimQueue(vhostName, queueName).catch((err: Error) => this.log.error({ queue: queueName, err: err.message }, 'could not record the new home of a promoted queue'));
     this.log.warn({ queue: queueName, vhost: vhostName, epoch: record.epoch, messages: replica.messages.size }, 'promoted to leader of mirrored queue');
   }
 

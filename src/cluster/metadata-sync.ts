@@ -336,11 +336,31 @@ export class MetadataSync {
     return out;
   }
 
+  /**
+   * Whether the snapshot's value for `key` may overwrite etcd's. A queue's home changes only
+   * through claim() (a promotion); otherwise a node whose model still shows a queue as its own
+   * after another node took it over would take it back.
+   */
   private writable(key: string): boolean {
     const parsed = this.keys.parseMeta(key);
     if (parsed?.kind !== 'queue') return true;
     const q = this.broker.vhosts.get(parsed.parts[0]!)?.queues.get(parsed.parts[1]!);
-    return q === undefined || q.remote === null;
+    if (q === undefined) return true;
+    const cached = this.cache.get(key);
+    if (cached === undefined) return q.remote === null;
+    return (JSON.parse(cached) as QueueRecord).home === this.host.homeOf(q);
+  }
+
+  /** This node took a queue over (promotion): its record names this node as home, now. */
+  async claim(vhost: string, name: string): Promise<void> {
+    const q = this.broker.vhosts.get(vhost)?.queues.get(name);
+    if (q === undefined) return;
+    const key = this.keys.metaKey('queue', vhost, name);
+    const record: QueueRecord = { durable: q.durable, autoDelete: q.autoDelete, exclusive: q.exclusiveOwner !== null, arguments: tableJson(q.arguments), home: this.host.nodeName };
+    const value = JSON.stringify(record);
+    if (leasedQueue(q)) await this.lease().put(key).value(value);
+    else await this.etcd.put(key).value(value);
+    this.cache.set(key, value);
   }
 }
 

@@ -89,8 +89,8 @@ export class LeaderMirror implements QueueMirrorHook {
 
   added(entry: QueueEntry): void {
     this.live.set(entry.seq, entry);
-    if (this.fenced || this.isr.length < this.minIsr) {
-      const why = this.fenced ? 'leader fenced (etcd unreachable)' : `fewer than ha-min-isr ${this.minIsr} copies in sync`;
+    if (this.closed || this.fenced || this.isr.length < this.minIsr) {
+      const why = this.closed ? 'not the leader of this mirrored queue any more' : this.fenced ? 'leader fenced (etcd unreachable)' : `fewer than ha-min-isr ${this.minIsr} copies in sync`;
       const refused = Promise.reject(new Error(why));
       refused.catch(() => undefined);
       this.control.addPending(refused);
@@ -149,7 +149,11 @@ export class LeaderMirror implements QueueMirrorHook {
     if (f !== undefined && !f.inSync && !f.syncing) this.startSync(f);
   }
 
-  /** Leadership ends (deposed, handed over, queue deleted): nothing more is sent. */
+  /**
+   * Leadership ends (deposed, handed over, queue deleted): nothing more is sent, and the hook
+   * stays on the queue so that whatever still reaches it is refused (nacked), never confirmed
+   * unreplicated, until the proxy for the new leader replaces it.
+   */
   close(err: Error | null): void {
     if (this.closed) return;
     this.closed = true;
@@ -160,6 +164,11 @@ export class LeaderMirror implements QueueMirrorHook {
       void f.channel?.then((c) => c.close()).catch(() => undefined);
     }
     this.followers.clear();
+  }
+
+  /** The policy no longer mirrors the queue: it carries on as a plain local queue. */
+  detach(): void {
+    this.close(null);
     if (this.queue.mirror === this) this.queue.mirror = null;
   }
 
