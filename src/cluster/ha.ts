@@ -146,7 +146,12 @@ export class HaCoordinator {
   setFenced(fenced: boolean): void {
     if (fenced === this.fenced) return;
     this.fenced = fenced;
-    if (!fenced) return;
+    if (!fenced) {
+      // etcd answered again in time: nobody could have taken our queues over.
+      this.log.warn('etcd reachable again: mirrored queues led here resume');
+      for (const lm of this.leading.values()) lm.fenced = false;
+      return;
+    }
     this.log.error('etcd unreachable past the lease deadline: mirrored queues led here stop delivering and confirming');
     for (const lm of this.leading.values()) {
       lm.fenced = true;
