@@ -53,7 +53,7 @@ export class Broker implements BrokerContext {
   readonly users = new UserStore();
   readonly vhosts = new Map<string, VHost>();
   readonly version = packageVersion();
-  readonly directReply = new DirectReplyRegistry();
+  readonly directReply: DirectReplyRegistry;
   readonly connections = new Set<Connection>();
   readonly policies = new PolicyStore();
   /** Vhost and user resource limits (max-connections, max-queues, max-channels). */
@@ -77,6 +77,7 @@ export class Broker implements BrokerContext {
     logger?: Logger,
   ) {
     this.logger = logger ?? createLogger(config.logLevel);
+    this.directReply = new DirectReplyRegistry(config.clusterEtcd.length === 0 ? null : config.nodeName);
     this.store =
       config.dataDir === null
         ? null

@@ -34,6 +34,13 @@ export interface ClusterContext {
   commitTopology(): Promise<void>;
   /** A mirrored queue's leader replicating to this node; true when it wrote to the store. */
   mirrorOp(vhost: string, queue: string, properties: Buffer, body: Buffer): boolean;
+  /** The node a new queue should live on (its leader locator). */
+  placeQueue(vhost: string, name: string, args: import('../protocol/field-table').FieldTable): string;
+  readonly nodeName: string;
+  /** Declares a queue on another node and installs its proxy here. */
+  declareOn(node: string, vhost: VHost, d: { name: string; durable: boolean; autoDelete: boolean; arguments: import('../protocol/field-table').FieldTable }): Promise<{ messageCount: number; consumerCount: number }>;
+  /** A reply to another node's direct reply-to consumer: forwarded there; false if unknown. */
+  forwardReply(vhost: string, msg: import('../core/message').Message): boolean;
   /** A node-to-node link logging in: the cluster's internal user, or undefined. */
   authenticateLink(user: string, password: string): User | undefined;
 }

@@ -381,6 +381,10 @@ export class Channel {
       } finally {
         cluster.localOnly = false;
       }
+      if (routed === 0 && exchange.name === '' && msg.routingKey.startsWith(REPLY_TO_PREFIX) && this.conn.broker.directReply.lookup(msg.routingKey) === undefined) {
+        // A direct reply-to name of another node: the reply goes there.
+        if (cluster.forwardReply(vhost.name, msg)) routed = 1;
+      }
       const forwards = cluster.takeForwards();
       if (forwards !== null) {
         this.routeRemote(msg, mandatory, routed, vhost.lastPublishRejected, forwards);

@@ -13,8 +13,15 @@ export const REPLY_TO_PREFIX = 'amq.rabbitmq.reply-to.';
 export class DirectReplyRegistry {
   private readonly queues = new Map<string, Queue>();
 
+  /**
+   * In a cluster the name carries the node that holds the queue (as RabbitMQ's does), so a
+   * reply published on another node can be forwarded there: see replyNode().
+   */
+  constructor(private readonly node: string | null = null) {}
+
   create(vhost: string, owner: object): Queue {
-    const name = REPLY_TO_PREFIX + randomBytes(18).toString('base64url');
+    const tag = this.node === null ? '' : `${Buffer.from(this.node).toString('base64url')}.`;
+    const name = REPLY_TO_PREFIX + tag + randomBytes(18).toString('base64url');
     const q: Queue = new Queue(
       vhost,
       name,
@@ -33,5 +40,17 @@ export class DirectReplyRegistry {
 
   lookup(name: string): Queue | undefined {
     return this.queues.get(name);
+  }
+}
+
+/** The node a clustered reply-to name belongs to, or null for a stand-alone name. */
+export function replyNode(routingKey: string): string | null {
+  const rest = routingKey.slice(REPLY_TO_PREFIX.length);
+  const dot = rest.indexOf('.');
+  if (dot <= 0) return null;
+  try {
+    return Buffer.from(rest.slice(0, dot), 'base64url').toString('utf8');
+  } catch {
+    return null;
   }
 }

@@ -68,6 +68,19 @@ export function handleTopologyMethod(ch: Channel, m: Method, out?: TopologyRepli
         return true;
       }
       if (!m.passive && m.queue !== '') deny(access.check('configure', 'queue', m.queue));
+      const cluster = conn.broker.cluster;
+      if (cluster != null && out !== undefined && !m.passive && !m.exclusive && m.queue !== '' && !vhost.queues.has(m.queue)) {
+        const home = cluster.placeQueue(vhost.name, m.queue, m.arguments);
+        if (home !== cluster.nodeName) {
+          ch.lastDeclaredQueue = m.queue;
+          out.defer(
+            cluster.declareOn(home, vhost, { name: m.queue, durable: m.durable, autoDelete: m.autoDelete, arguments: m.arguments }).then((c) => {
+              if (!m.noWait) reply({ key: M.QueueDeclareOk, queue: m.queue, ...c });
+            }),
+          );
+          return true;
+        }
+      }
       const { queue } = vhost.declareQueue(
         {
           name: m.queue,

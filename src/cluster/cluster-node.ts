@@ -11,7 +11,12 @@ import type { VHost } from '../core/vhost';
 import { argumentsTable } from '../http/views/json';
 import type { Logger } from '../observability/logger';
 import { ClusterKeys } from './keys';
-import { LinkChannel, LinkConnection } from './link-client';
+import { replyNode } from '../amqp/direct-reply';
+import { LinkChannel, LinkClosedError, LinkConnection } from './link-client';
+import { AmqpError } from '../protocol/errors';
+import { FieldTable, fieldString, tableGet } from '../protocol/field-table';
+import { M } from '../protocol/spec';
+import { tableJson } from '../http/views/json';
 import { MetadataHost, MetadataSync, QueueRecord } from './metadata-sync';
 import { QueueHomeLinks, RemoteQueue } from './remote-queue';
 import { HaCoordinator, HaHost } from './ha';
@@ -190,6 +195,50 @@ export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks
 
   markDirty(): void {
     this.sync.markDirty();
+  }
+
+  /**
+   * x-queue-leader-locator (or the queue-leader-locator policy): 'client-local' (the default)
+   * keeps a new queue here; 'balanced' puts it on the live node that homes the fewest queues.
+   */
+  placeQueue(vhost: string, name: string, args: FieldTable): string {
+    const policy = this.broker.policies.effective('policy', vhost, name, 'queue')?.definition['queue-leader-locator'];
+    const locator = fieldString(tableGet(args, 'x-queue-leader-locator')) ?? fieldString(tableGet(args, 'x-queue-master-locator')) ?? policy;
+    if (locator !== 'balanced' && locator !== 'min-masters') return this.nodeName;
+    const counts = new Map<string, number>();
+    for (const n of this.nodes.keys()) counts.set(n, 0);
+    counts.set(this.nodeName, 0);
+    for (const v of this.broker.vhosts.values()) {
+      for (const q of v.queues.values()) {
+        const home = this.homeOf(q);
+        if (counts.has(home)) counts.set(home, counts.get(home)! + 1);
+      }
+    }
+    let best = this.nodeName;
+    for (const [node, n] of counts) if (n < counts.get(best)!) best = node;
+    return best;
+  }
+
+  /** Declares a queue homed on another node (balanced placement) and installs its proxy here. */
+  async declareOn(node: string, vhost: VHost, d: { name: string; durable: boolean; autoDelete: boolean; arguments: FieldTable }): Promise<{ messageCount: number; consumerCount: number }> {
+    const ch = await this.openChannel(node, vhost.name);
+    try {
+      const r = await ch.rpc({ key: M.QueueDeclare, queue: d.name, passive: false, durable: d.durable, exclusive: false, autoDelete: d.autoDelete, noWait: false, arguments: d.arguments });
+      this.installRemoteQueue(vhost, d.name, { durable: d.durable, autoDelete: d.autoDelete, exclusive: false, arguments: tableJson(d.arguments), home: node });
+      return r.key === M.QueueDeclareOk ? { messageCount: r.messageCount, consumerCount: r.consumerCount } : { messageCount: 0, consumerCount: 0 };
+    } catch (err) {
+      if (err instanceof LinkClosedError) throw new AmqpError(err.code === 406 ? 'PRECONDITION_FAILED' : err.code === 403 ? 'ACCESS_REFUSED' : 'INTERNAL_ERROR', err.replyText);
+      throw err;
+    } finally {
+      void ch.close().catch(() => undefined);
+    }
+  }
+
+  forwardReply(vhost: string, msg: Message): boolean {
+    const node = replyNode(msg.routingKey);
+    if (node === null || node === this.nodeName || !this.isUp(node)) return false;
+    this.forward(node, vhost, msg);
+    return true;
   }
 
   mirrorOp(vhost: string, queue: string, properties: Buffer, body: Buffer): boolean {

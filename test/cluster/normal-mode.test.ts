@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as amqp from 'amqplib';
+import { Etcd3 } from 'etcd3';
 import { cleanupAll, startEtcd, startNode, type EtcdCluster, type WarrenNode } from './harness';
 
 after(cleanupAll);
@@ -110,6 +111,48 @@ describe('cluster, normal mode', { timeout: 120_000 }, () => {
     });
     await withChannel(n1.url, async (ch) => {
       assert.equal((await ch.checkQueue('nm.shared')).messageCount, 0);
+    });
+  });
+
+  it('x-queue-leader-locator balanced puts a new queue on the node with the fewest queues', async () => {
+    await withChannel(n1.url, async (ch) => {
+      await ch.assertQueue('nm.balanced', { durable: true, arguments: { 'x-queue-leader-locator': 'balanced' } });
+      ch.sendToQueue('nm.balanced', Buffer.from('b'));
+      await ch.waitForConfirms();
+      assert.equal((await ch.checkQueue('nm.balanced')).messageCount, 1);
+    });
+    const client = new Etcd3({ hosts: etcd.endpoints });
+    try {
+      const record = JSON.parse((await client.get(`/warren/meta/queue/${encodeURIComponent('/')}/nm.balanced`).string()) ?? '{}') as { home?: string };
+      // n1 already homes this suite's other queues.
+      assert.equal(record.home, 'n2');
+    } finally {
+      client.close();
+    }
+    await withChannel(n2.url, async (ch) => {
+      const m = await ch.get('nm.balanced', { noAck: true });
+      assert.ok(m !== false);
+      await ch.deleteQueue('nm.balanced');
+    });
+  });
+
+  it('RPC with direct reply-to across nodes: the reply finds the requester on the other node', async () => {
+    await withChannel(n2.url, async (server) => {
+      await server.assertQueue('nm.rpc', { durable: false });
+      await server.consume('nm.rpc', (m) => {
+        if (m === null) return;
+        server.sendToQueue(m.properties.replyTo as string, Buffer.from(`re:${m.content.toString()}`), { correlationId: m.properties.correlationId as string });
+        server.ack(m);
+      });
+      await withChannel(n1.url, async (client) => {
+        const reply = new Promise<amqp.ConsumeMessage>((resolve) => {
+          void client.consume('amq.rabbitmq.reply-to', (m) => m !== null && resolve(m), { noAck: true });
+        });
+        client.sendToQueue('nm.rpc', Buffer.from('ping'), { replyTo: 'amq.rabbitmq.reply-to', correlationId: 'c-1' });
+        const m = await reply;
+        assert.equal(m.content.toString(), 're:ping');
+        assert.equal(m.properties.correlationId, 'c-1');
+      });
     });
   });
 

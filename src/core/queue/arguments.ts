@@ -65,6 +65,8 @@ const CHECKS: Record<string, Check> = {
   'x-overflow': (v) =>
     v.type === 'S' && ['drop-head', 'reject-publish', 'reject-publish-dlx'].includes(v.value.toString()) ? undefined : 'invalid_overflow',
   'x-queue-mode': oneOf(['default', 'lazy']),
+  'x-queue-leader-locator': oneOf(['client-local', 'balanced']),
+  'x-queue-master-locator': oneOf(['min-masters', 'client-local', 'random']),
   'x-queue-type': oneOf(['classic', 'quorum', 'stream']),
   'x-single-active-consumer': bool,
   'x-consumer-timeout': nonNegative,
