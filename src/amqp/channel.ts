@@ -24,6 +24,9 @@ import { EXPIRATION_FLAG, INSPECTED_PROPERTIES, parseExpiration, routingKeysOf }
 
 type State = 'open' | 'closing' | 'closed';
 
+/** Bytes of frames a channel holds during a cluster round trip before the socket stops being read. */
+const HOLD_LIMIT = 4 * 1024 * 1024;
+
 /**
  * An AMQP channel: method dispatch, publishing (with confirms and transactions), consumers,
  * and the delivery tags it owes acks for. Exchange and queue methods live in topology.ts.
@@ -92,6 +95,12 @@ export class Channel {
   onFrame(type: number, buf: Buffer, start: number, end: number): void {
     if (this.held !== null && this.state === 'open') {
       this.held.push([type, Buffer.from(buf.subarray(start, end))]);
+      this.heldBytes += end - start;
+      // A client pipelining behind a slow round trip must not fill our memory.
+      if (this.heldBytes > HOLD_LIMIT && !this.holdPaused) {
+        this.holdPaused = true;
+        this.conn.holdBackpressure(true);
+      }
       return;
     }
     if (this.state !== 'open') {
@@ -155,9 +164,17 @@ export class Channel {
     );
   }
 
+  private heldBytes = 0;
+  private holdPaused = false;
+
   private unpark(): void {
     const frames = this.held ?? [];
     this.held = null;
+    this.heldBytes = 0;
+    if (this.holdPaused) {
+      this.holdPaused = false;
+      this.conn.holdBackpressure(false);
+    }
     try {
       for (let i = 0; i < frames.length; i++) {
         if (this.held !== null) {

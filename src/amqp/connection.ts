@@ -373,7 +373,7 @@ export class Connection implements FrameSink {
     if (!this.readPaused) return;
     this.readPaused = false;
     if (this.supportsBlocked()) this.sendMethod(0, { key: M.ConnectionUnblocked });
-    if (!this.flowPaused && !this.yieldPaused) this.socket.resume();
+    if (this.mayResume()) this.socket.resume();
   }
 
   private yieldReading(): void {
@@ -382,8 +382,21 @@ export class Connection implements FrameSink {
     setImmediate(() => {
       this.yieldPaused = false;
       this.readSinceYield = 0;
-      if (!this.readPaused && !this.flowPaused && !this.socket.destroyed) this.socket.resume();
+      if (this.mayResume()) this.socket.resume();
     });
+  }
+
+  private mayResume(): boolean {
+    return !this.readPaused && !this.flowPaused && !this.yieldPaused && this.holdingChannels === 0 && !this.socket.destroyed;
+  }
+
+  /** Channels holding too many frames while waiting on another node: stop reading meanwhile. */
+  private holdingChannels = 0;
+
+  holdBackpressure(on: boolean): void {
+    this.holdingChannels += on ? 1 : -1;
+    if (on) this.socket.pause();
+    else if (this.mayResume()) this.socket.resume();
   }
 
   /** Credit-flow style throttling: stop reading until the queue's consumers catch up. */
@@ -397,7 +410,7 @@ export class Connection implements FrameSink {
   resumeFlow(): void {
     if (!this.flowPaused) return;
     this.flowPaused = false;
-    if (!this.readPaused && !this.yieldPaused && !this.socket.destroyed) this.socket.resume();
+    if (this.mayResume()) this.socket.resume();
   }
 
   get isBlocked(): boolean {
