@@ -26,8 +26,13 @@ interface Globals {
 
 type Row = Record<string, unknown>;
 
-const LISTS: Record<string, { path: (vhost: string) => string; columns: string[]; help: string }> = {
-  list_queues: { path: (v) => `/api/queues/${seg(v)}`, columns: ['name', 'messages_ready', 'messages_unacknowledged', 'consumers'], help: 'queues of the vhost' },
+const LISTS: Record<string, { path: (vhost: string) => string; columns: string[]; help: string; more?: string }> = {
+  list_queues: {
+    path: (v) => `/api/queues/${seg(v)}`,
+    columns: ['name', 'messages_ready', 'messages_unacknowledged', 'consumers'],
+    help: 'queues of the vhost',
+    more: 'in a cluster, node (the leader), slave_nodes (mirrors) and synchronised_slave_nodes say where each queue lives',
+  },
   list_exchanges: { path: (v) => `/api/exchanges/${seg(v)}`, columns: ['name', 'type', 'durable', 'auto_delete'], help: 'exchanges of the vhost' },
   list_bindings: { path: (v) => `/api/bindings/${seg(v)}`, columns: ['source', 'destination', 'destination_type', 'routing_key', 'properties_key'], help: 'bindings of the vhost' },
   list_connections: { path: () => '/api/connections', columns: ['name', 'user', 'vhost', 'channels', 'state'], help: 'client connections' },
@@ -79,7 +84,9 @@ function buildProgram(io: Io, env: NodeJS.ProcessEnv, run: (action: (g: Globals,
         const overview = await c.get<Row>('/api/overview');
         let node: Row | undefined;
         try {
-          node = (await c.get<Row[]>('/api/nodes'))[0];
+          // In a cluster the list holds every member; status is about the node we asked.
+          const nodes = await c.get<Row[]>('/api/nodes');
+          node = nodes.find((n) => n.name === overview.node) ?? nodes[0];
         } catch (err) {
           if (!(err instanceof ManagementError) || err.kind !== 'refused') throw err;
         }
@@ -87,10 +94,22 @@ function buildProgram(io: Io, env: NodeJS.ProcessEnv, run: (action: (g: Globals,
       }),
     );
 
+  program
+    .command('cluster_status')
+    .description('the cluster name and its running nodes, with their AMQP addresses and uptime')
+    .action(() =>
+      run(async (g, c) => {
+        const overview = await c.get<Row>('/api/overview');
+        const nodes = await c.get<Row[]>('/api/nodes');
+        const json = { node: overview.node, cluster_name: overview.cluster_name, running_nodes: nodes.filter((n) => n.running === true).map((n) => n.name), nodes };
+        out(g, json, () => clusterStatusText(overview, nodes));
+      }),
+    );
+
   for (const [name, spec] of Object.entries(LISTS)) {
     program
       .command(`${name} [columns...]`)
-      .description(`list ${spec.help}; columns default to ${spec.columns.join(', ')}`)
+      .description(`list ${spec.help}; columns (any field of the API's objects) default to ${spec.columns.join(', ')}${spec.more !== undefined ? `; ${spec.more}` : ''}`)
       .action((columns: string[]) =>
         run(async (g, c) => {
           const rows = await c.get<Row[]>(spec.path(g.vhost));
@@ -431,6 +450,13 @@ function destinationLetter(type: string): 'q' | 'e' {
   if (type === 'queue') return 'q';
   if (type === 'exchange') return 'e';
   throw new UsageError(`--destination-type must be queue or exchange, not '${type}'`);
+}
+
+function clusterStatusText(o: Row, nodes: Row[]): string {
+  const running = nodes
+    .filter((n) => n.running === true)
+    .map((n) => ({ name: n.name, amqp_address: n.amqp_address ?? '', uptime: `${Math.round(Number(n.uptime) / 1000)} s` }));
+  return `Cluster status of node ${String(o.node)} ...\nCluster name: ${String(o.cluster_name)}\n\nRunning Nodes\n\n${table(running, ['name', 'amqp_address', 'uptime'])}`;
 }
 
 function statusText(o: Row, node: Row | undefined): string {

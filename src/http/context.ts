@@ -22,11 +22,45 @@ export interface ManagedBroker {
   readonly version: string;
   /** Memory and disk alarms (src/core/alarms.ts), when the broker runs them. */
   readonly alarms?: ResourceAlarmsView;
+  /** Cluster membership; absent or null when stand-alone. */
+  readonly cluster?: ClusterView | null;
   addVhost(name: string): VHost;
   /** Closes the vhost's connections and forgets everything in it. */
   deleteVhost(name: string): void;
   /** Durable metadata changed in a way the model's own hooks do not see (vhost removal). */
   metadataChanged(): void;
+}
+
+/**
+ * What the management API reads from cluster membership (src/cluster's ClusterNode satisfies
+ * it). Declared here, structurally, so the HTTP layer does not depend on the cluster code.
+ */
+export interface ClusterView {
+  readonly nodeName: string;
+  /** Live members, this node included. */
+  nodeList(): ClusterMember[];
+  describeQueue(vhost: string, name: string): QueuePlacement;
+}
+
+export interface ClusterMember {
+  name: string;
+  /** host:port of the node's AMQP listener. */
+  amqp: string;
+  /** host:port of the node-to-node link listener. */
+  link: string;
+  /** When the node joined, ms since the epoch. */
+  started: number;
+}
+
+/** Where a queue lives: its leader (home) node, its mirrors and which of them are in sync. */
+export interface QueuePlacement {
+  node: string;
+  /** Leader excluded. */
+  mirrors: string[];
+  /** Mirrors in sync, leader excluded. */
+  inSync: string[];
+  /** null when the queue is not mirrored. */
+  epoch: number | null;
 }
 
 export interface ResourceAlarmsView {
@@ -68,8 +102,28 @@ export class Management {
     readonly stats: BrokerStats,
   ) {}
 
+  /**
+   * This node's name. Stand-alone, RabbitMQ's single node and its cluster share one name, so
+   * the cluster name serves (as it always has); in a cluster each member has its own.
+   */
   get nodeName(): string {
-    return this.broker.config.clusterName;
+    return this.broker.cluster?.nodeName ?? this.broker.config.clusterName;
+  }
+
+  /** Every running node's name, sorted. */
+  nodeNames(): string[] {
+    const cluster = this.broker.cluster;
+    if (cluster === undefined || cluster === null) return [this.nodeName];
+    const names = cluster.nodeList().map((n) => n.name);
+    // The lease that lists us may lapse while we still serve requests; we are running regardless.
+    if (!names.includes(cluster.nodeName)) names.push(cluster.nodeName);
+    return names.sort((a, b) => a.localeCompare(b));
+  }
+
+  placement(vhost: string, queue: string): QueuePlacement {
+    const cluster = this.broker.cluster;
+    if (cluster === undefined || cluster === null) return { node: this.nodeName, mirrors: [], inSync: [], epoch: null };
+    return cluster.describeQueue(vhost, queue);
   }
 
   metadata(vhost: string): VhostMetadata {

@@ -8,6 +8,8 @@ import { join, resolve } from 'node:path';
 import * as amqp from 'amqplib';
 import type { BrokerHandle } from '../../src/broker';
 import { ExitCode, main } from '../../src/cli/warrenctl';
+import { startManagement } from '../../src/http';
+import { FakeCluster, withCluster } from '../http/fake-cluster';
 
 let broker: BrokerHandle;
 let url: string;
@@ -201,5 +203,39 @@ describe('warrenctl', () => {
     const down = await run({ WARREN_URL: `http://127.0.0.1:${port}` }, ['status']);
     assert.equal(down.code, 69);
     assert.equal(down.stderr, `warrenctl: cannot reach http://127.0.0.1:${port}: ECONNREFUSED\n`);
+  });
+
+  it('cluster_status lists the running nodes; list_queues shows where queues live', async () => {
+    const name = broker.broker.config.clusterName;
+    const solo = await ok(['cluster_status']);
+    assert.match(solo, new RegExp(`^Cluster status of node ${name} \\.\\.\\.$`, 'm'));
+    assert.match(solo, /^Running Nodes$/m);
+    assert.match(solo, new RegExp(`^${name} {2,}\\d+ s$`, 'm'));
+    await ok(['add_vhost', 'placement']);
+    await ok(['-p', 'placement', 'declare_queue', 'placed']);
+    assert.equal(await ok(['-p', 'placement', 'list_queues', 'name', 'node', 'slave_nodes']), `name    node${' '.repeat(name.length - 4)}  slave_nodes\nplaced  ${name}\n`);
+
+    // The same broker seen as a member of a two-node cluster.
+    const cluster = new FakeCluster();
+    cluster.placements.set('placement/placed', { node: 'warren@b', mirrors: ['warren@a'], inSync: [], epoch: 3 });
+    const clustered = await startManagement(withCluster(broker.broker, cluster), { port: 0, bind: '127.0.0.1' });
+    try {
+      const at = ['--url', `http://127.0.0.1:${clustered.port}`];
+      const text = await ok([...at, 'cluster_status']);
+      assert.match(text, /^Cluster status of node warren@a \.\.\.$/m);
+      assert.match(text, /^warren@a {2}10\.0\.0\.1:5672 {2}\d+ s$/m);
+      assert.match(text, /^warren@b {2}10\.0\.0\.2:5672 {2}\d+ s$/m);
+      const json = JSON.parse(await ok([...at, '--json', 'cluster_status'])) as { node: string; running_nodes: string[] };
+      assert.equal(json.node, 'warren@a');
+      assert.deepEqual(json.running_nodes, ['warren@a', 'warren@b']);
+      assert.equal(
+        await ok([...at, '-p', 'placement', 'list_queues', 'name', 'node', 'slave_nodes', 'synchronised_slave_nodes']),
+        'name    node      slave_nodes  synchronised_slave_nodes\nplaced  warren@b  warren@a\n',
+      );
+      assert.match(await ok([...at, 'status']), /^node: warren@a {2}cluster: /m);
+    } finally {
+      await clustered.close();
+      await ok(['delete_vhost', 'placement']);
+    }
   });
 });

@@ -7,6 +7,8 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as amqp from 'amqplib';
 import type { Browser, Page } from 'playwright-core';
+import { startManagement } from '../../src/http';
+import { FakeCluster, withCluster } from './fake-cluster';
 import { managementSuite } from './fixture';
 
 // Only inside page.waitForFunction callbacks, which run in the browser.
@@ -105,6 +107,7 @@ describe('web UI', { skip }, () => {
     await page.fill('#add-queue input[name=name]', 'ui-queue');
     await page.click('#add-queue button[type=submit]');
     await page.waitForSelector('table.list a:text-is("ui-queue")');
+    assert.equal(await page.locator('th:text-is("Node")').count(), 0, 'a stand-alone broker needs no node column');
     const q = await mgmt.api('/api/queues/%2F/ui-queue');
     assert.equal(q.status, 200);
     assert.equal(q.json.durable, true);
@@ -187,6 +190,32 @@ describe('web UI', { skip }, () => {
     await page.waitForSelector('td:text-is("ui-user")');
     assert.deepEqual((await mgmt.api('/api/whoami', { auth: ['ui-user', 'secret'] })).json, { name: 'ui-user', tags: ['management'] });
     assert.equal((await mgmt.api('/api/vhosts/ui-vhost')).status, 200);
+  });
+
+  it('shows cluster nodes on the overview and where queues live', async () => {
+    const cluster = new FakeCluster();
+    cluster.placements.set('//orders.eu', { node: 'warren@b', mirrors: ['warren@a', 'warren@c'], inSync: ['warren@a'], epoch: 4 });
+    const clustered = await startManagement(withCluster(mgmt.handle.broker, cluster), { port: 0, bind: '127.0.0.1' });
+    try {
+      const base = `http://127.0.0.1:${clustered.port}`;
+      await page.goto(`${base}/`);
+      await page.fill('input[name=username]', 'guest');
+      await page.fill('input[name=password]', 'guest');
+      await page.click('button[type=submit]');
+      await page.waitForSelector('#cluster-nodes:not([hidden]) td:text-is("10.0.0.2:5672")');
+      assert.equal(await page.locator('#cluster-nodes tbody tr').count(), 2);
+      await shot('overview-cluster');
+      await page.goto(`${base}/#/queues`);
+      await page.waitForSelector('th:text-is("Node")');
+      await page.waitForSelector('td:has-text("warren@b") .tag.warn:text-is("+2")');
+      await shot('queues-cluster');
+      await page.goto(`${base}/#/queues/%2F/orders.eu`);
+      await page.waitForSelector('#queue-mirrors');
+      assert.equal(await page.textContent('#queue-node'), 'warren@b');
+      assert.equal(await page.textContent('#queue-mirrors'), 'warren@awarren@c epoch 4');
+    } finally {
+      await clustered.close();
+    }
   });
 
   it('ran without script errors', () => {

@@ -5,7 +5,7 @@ import { amqp, HttpError, notFound } from '../errors';
 import { Handler, ok } from '../context';
 import { parseListQuery, renderOne } from '../listing';
 import type { Router } from '../router';
-import { nodeView, overviewView, SampleRange, systemFacts } from '../views/node';
+import { nodesView, nodeViewByName, overviewView, SampleRange, systemFacts } from '../views/node';
 
 function ageParam(q: URLSearchParams, key: string): number | undefined {
   const raw = q.get(key);
@@ -27,13 +27,14 @@ const overview: Handler = (ctx) => {
 
 const nodes: Handler = (ctx) => {
   requireMonitor(ctx);
-  return ok([nodeView(ctx.m)]);
+  return ok(nodesView(ctx.m));
 };
 
 const node: Handler = (ctx) => {
   requireMonitor(ctx);
-  if (ctx.params.node !== ctx.m.nodeName) throw notFound();
-  return ok(nodeView(ctx.m));
+  const view = nodeViewByName(ctx.m, ctx.params.node ?? '');
+  if (view === undefined) throw notFound();
+  return ok(view);
 };
 
 /**

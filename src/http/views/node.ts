@@ -2,7 +2,7 @@ import { readdirSync, statfsSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { isExchangeType } from '../../core/exchanges/registry';
 import { G } from '../../observability/broker-stats';
-import type { Management } from '../context';
+import type { ClusterMember, Management } from '../context';
 import type { VHost } from '../../core/vhost';
 import { withRate } from './stats';
 
@@ -107,6 +107,68 @@ export function nodeView(m: Management): Record<string, unknown> {
     config_files: [],
     log_files: ['<stdout>'],
     db_dir: m.broker.config.dataDir ?? '',
+  };
+}
+
+/**
+ * /api/nodes: this node, and in a cluster every other live member. Other members' metrics
+ * are not reachable from here (etcd holds only their addresses and start time), so they
+ * report zeros rather than guesses.
+ */
+export function nodesView(m: Management): Array<Record<string, unknown>> {
+  const cluster = m.broker.cluster;
+  if (cluster === undefined || cluster === null) return [nodeView(m)];
+  const members = new Map(cluster.nodeList().map((n) => [n.name, n]));
+  return m.nodeNames().map((name) => {
+    const member = members.get(name);
+    if (name === m.nodeName) return member === undefined ? nodeView(m) : { ...nodeView(m), ...memberFacts(member) };
+    return remoteNodeView(member!);
+  });
+}
+
+/** One node of /api/nodes/:name, or undefined when no running node has that name. */
+export function nodeViewByName(m: Management, name: string): Record<string, unknown> | undefined {
+  return nodesView(m).find((n) => n.name === name);
+}
+
+function memberFacts(n: ClusterMember): Record<string, unknown> {
+  return { amqp_address: n.amqp, cluster_link_address: n.link };
+}
+
+function remoteNodeView(n: ClusterMember): Record<string, unknown> {
+  return {
+    name: n.name,
+    type: 'disc',
+    running: true,
+    os_pid: '',
+    mem_used: 0,
+    mem_limit: 0,
+    mem_alarm: false,
+    mem_calculation_strategy: 'rss',
+    disk_free: 0,
+    disk_free_limit: 0,
+    disk_free_alarm: false,
+    fd_used: 0,
+    fd_total: 0,
+    sockets_used: 0,
+    sockets_total: 0,
+    proc_used: 0,
+    proc_total: 0,
+    processors: 0,
+    run_queue: 0,
+    uptime: Math.max(0, Date.now() - n.started),
+    rates_mode: 'basic',
+    net_ticktime: 60,
+    partitions: [],
+    applications: [],
+    exchange_types: exchangeTypes(),
+    auth_mechanisms: [],
+    contexts: [],
+    enabled_plugins: [],
+    config_files: [],
+    log_files: [],
+    db_dir: '',
+    ...memberFacts(n),
   };
 }
 

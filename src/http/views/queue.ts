@@ -14,6 +14,7 @@ export function queueView(m: Management, q: Queue): Record<string, unknown> {
   const ready = q.messageCount;
   const unacked = q.unackedCount;
   const settings = q.settings;
+  const where = m.placement(q.vhost, q.name);
   const view: Record<string, unknown> = {
     name: q.name,
     vhost: q.vhost,
@@ -21,7 +22,15 @@ export function queueView(m: Management, q: Queue): Record<string, unknown> {
     auto_delete: q.autoDelete,
     exclusive: q.exclusiveOwner !== null,
     arguments: tableJson(q.arguments),
-    node: m.nodeName,
+    // RabbitMQ 3.x's classic-mirroring fields, then Warren's own, which name the leader among
+    // the members (RabbitMQ's lists leave it out).
+    node: where.node,
+    slave_nodes: where.mirrors,
+    synchronised_slave_nodes: where.inSync,
+    leader: where.node,
+    members: [where.node, ...where.mirrors],
+    in_sync: [where.node, ...where.inSync],
+    epoch: where.epoch,
     state: 'running',
     type: 'classic',
     consumers: q.consumerCount,

@@ -45,7 +45,7 @@ export function vhostView(m: Management, v: VHost): Record<string, unknown> {
     default_queue_type: meta.defaultQueueType,
     metadata: { description: meta.description, tags: meta.tags },
     tracing: meta.tracing,
-    cluster_state: { [m.nodeName]: 'running' },
+    cluster_state: Object.fromEntries(m.nodeNames().map((n) => [n, 'running'])),
     message_stats: stats,
   };
   withRate(view, 'messages', ready + unacked, round(rates[Q.messages]!));

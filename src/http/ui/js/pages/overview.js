@@ -13,11 +13,13 @@ export async function render(main, _params, ctx) {
   const depths = h('div.card', h('h2', 'Queued messages'), h('div.chart-slot'));
   const node = h('div.card', h('h2', 'Node'));
   const listeners = h('div.card', h('h2', 'Listeners'));
+  const members = h('div.card#cluster-nodes', { hidden: true }, h('h2', 'Cluster nodes'));
   main.append(
     h('div.page-head', h('h1', 'Overview'), h('span.sub#overview-sub')),
     totals,
     h('div.grid.two', rates, depths),
     h('div.grid.two', node, listeners),
+    members,
   );
   const isMonitor = ctx.user().tags.some((t) => t === 'monitoring' || t === 'administrator');
 
@@ -72,7 +74,24 @@ export async function render(main, _params, ctx) {
       );
     } else listeners.hidden = true;
     if (isMonitor) {
-      const [n] = await get('/api/nodes');
+      const nodes = await get('/api/nodes');
+      // In a cluster the list holds every member; the Node card is about the one serving us.
+      const n = nodes.find((x) => x.name === o.node) || nodes[0];
+      // Only cluster members carry an AMQP address: a stand-alone broker needs no member list.
+      members.hidden = !nodes.some((x) => x.amqp_address !== undefined);
+      if (!members.hidden) {
+        replace(members,
+          h('h2', 'Cluster nodes'),
+          simpleTable(
+            [
+              { key: 'name', label: 'Name', render: (x) => (x.name === o.node ? [x.name, ' ', h('span.tag', 'this node')] : x.name) },
+              { key: 'amqp_address', label: 'AMQP address' },
+              { key: 'uptime', label: 'Uptime', render: (x) => fmtDuration(x.uptime) },
+            ],
+            nodes,
+          ),
+        );
+      }
       const pct = (a, b) => (b > 0 ? ` (${Math.round((a / b) * 100)}%)` : '');
       replace(node, 
         h('h2', 'Node'),

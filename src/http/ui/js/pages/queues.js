@@ -6,15 +6,28 @@ import { C, lineChart, Series } from '../chart.js';
 import { listView, simpleTable } from '../table.js';
 import { bindingColumns, displayName, exchangeHref, queueHref, unbindButton } from './exchanges.js';
 
+/** The queue's node, with a +N tag for its mirrors (amber when some are out of sync). */
+function nodeCell(q) {
+  const mirrors = q.slave_nodes || [];
+  if (mirrors.length === 0) return q.node;
+  const synced = q.synchronised_slave_nodes || [];
+  const title = `mirrors: ${mirrors.map((n) => (synced.includes(n) ? n : `${n} (unsynchronised)`)).join(', ')}`;
+  return [q.node, ' ', h(synced.length === mirrors.length ? 'span.tag.ok' : 'span.tag.warn', { title }, `+${mirrors.length}`)];
+}
+
 export async function renderList(main, _params, ctx) {
+  // Every vhost's cluster_state names all running nodes: a node column only helps in a cluster.
+  const vhosts = await get('/api/vhosts?columns=name,cluster_state');
+  const clustered = vhosts.some((v) => Object.keys(v.cluster_state || {}).length > 1);
   const view = listView({
     path: () => (ctx.vhost() === '' ? '/api/queues' : `/api/queues/${seg(ctx.vhost())}`),
     sort: 'name',
-    fetchColumns: 'name,vhost,durable,auto_delete,exclusive,arguments,policy,state,consumers,messages_ready,messages_unacknowledged,messages,message_stats',
+    fetchColumns: 'name,vhost,node,slave_nodes,synchronised_slave_nodes,durable,auto_delete,exclusive,arguments,policy,state,consumers,messages_ready,messages_unacknowledged,messages,message_stats',
     empty: 'No queues',
     columns: [
       { key: 'name', label: 'Name', sort: 'name', render: (q) => h('a', { href: queueHref(q.vhost, q.name) }, q.name) },
       { key: 'vhost', label: 'Virtual host', sort: 'vhost' },
+      ...(clustered ? [{ key: 'node', label: 'Node', sort: 'node', render: nodeCell }] : []),
       {
         key: 'features',
         label: 'Features',
@@ -35,7 +48,6 @@ export async function renderList(main, _params, ctx) {
       { key: 'ack', label: 'Ack', sort: 'message_stats.ack_details.rate', num: true, render: (q) => fmtRate(q.message_stats?.ack_details?.rate ?? 0) },
     ],
   });
-  const vhosts = await get('/api/vhosts?columns=name');
   const form = h(
     'form.inline#add-queue',
     h('label', 'Virtual host', h('select', { name: 'vhost' }, vhosts.map((v) => h('option', { value: v.name, selected: v.name === (ctx.vhost() || '/') ? true : undefined }, v.name)))),
@@ -94,6 +106,19 @@ export async function renderOne(main, [vhost, name], ctx) {
       h('h2', 'Details'),
       kv([
         ['State', h('span.tag.ok', q.state)],
+        ['Node', h('span#queue-node', q.node)],
+        ...((q.slave_nodes || []).length === 0
+          ? []
+          : [
+              [
+                'Mirrors',
+                h(
+                  'span#queue-mirrors',
+                  q.slave_nodes.map((n) => h(q.synchronised_slave_nodes.includes(n) ? 'span.tag.ok' : 'span.tag.warn', { title: q.synchronised_slave_nodes.includes(n) ? 'in sync' : 'not in sync' }, n)),
+                  q.epoch === null ? null : h('span.muted', ` epoch ${q.epoch}`),
+                ),
+              ],
+            ]),
         ['Features', [q.durable ? h('span.tag', 'durable') : h('span.tag', 'transient'), q.auto_delete ? h('span.tag', 'auto-delete') : null, q.exclusive ? h('span.tag', 'exclusive') : null]],
         ['Arguments', h('span.mono', JSON.stringify(q.arguments))],
         ['Policy', q.policy || '–'],
