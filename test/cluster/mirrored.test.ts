@@ -68,6 +68,13 @@ describe('cluster, mirrored queues', { timeout: 180_000 }, () => {
     await setPolicy(n1, 'ha-all', '^ha\\.', { 'ha-mode': 'all' });
     await declare(n1.url, 'ha.kill');
     await waitForRecord(etcd, 'ha.kill', (r) => r.leader === 'n1' && r.isr.length === 3);
+    // The management API of any node shows the cluster and the queue's placement.
+    const auth = { authorization: `Basic ${Buffer.from('guest:guest').toString('base64')}` };
+    const nodes = (await (await fetch(`http://${n3.host}:${n3.managementPort}/api/nodes`, { headers: auth })).json()) as Array<{ name: string; running: boolean }>;
+    assert.deepEqual(nodes.map((n) => n.name).sort(), ['n1', 'n2', 'n3']);
+    const view = (await (await fetch(`http://${n3.host}:${n3.managementPort}/api/queues/%2F/ha.kill`, { headers: auth })).json()) as Record<string, unknown>;
+    assert.equal(view.node, 'n1');
+    assert.deepEqual((view.synchronised_slave_nodes as string[]).sort(), ['n2', 'n3']);
 
     const publisher = new ConfirmedPublisher({ urls: [n2.url, n3.url], queue: 'ha.kill', publisherId: 'p' });
     const consumer = new RecordingConsumer({ urls: [n3.url, n2.url], queue: 'ha.kill', prefetch: 50 });
