@@ -40,6 +40,8 @@ export interface ClusterView {
   /** Live members, this node included. */
   nodeList(): ClusterMember[];
   describeQueue(vhost: string, name: string): QueuePlacement;
+  /** Resolves once this node's metadata changes are in etcd (read-your-writes across nodes). */
+  commitTopology?(): Promise<void>;
 }
 
 export interface ClusterMember {

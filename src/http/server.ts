@@ -120,6 +120,15 @@ async function handle(m: Management, router: Router<Handler>, req: IncomingMessa
     const raw = req.method === 'GET' || req.method === 'HEAD' ? Buffer.alloc(0) : await readRaw(req);
     const body = new Body(parseJsonObject(raw));
     const reply = await match.handler({ m, user, params: match.params, query: url.searchParams, headers: req.headers, body });
+    if (req.method !== 'GET' && req.method !== 'HEAD' && m.broker.cluster?.commitTopology !== undefined) {
+      // In a cluster a change is answered once etcd has it, so any node sees it right after.
+      try {
+        await m.broker.cluster.commitTopology();
+      } catch (err) {
+        send(res, req, { status: 503, json: { error: 'service_unavailable', reason: `cluster metadata store (etcd) unavailable: ${(err as Error).message}` } });
+        return;
+      }
+    }
     send(res, req, reply);
   } catch (err) {
     if (!(err instanceof HttpError)) throw err;

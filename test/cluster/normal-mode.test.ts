@@ -58,6 +58,19 @@ describe('cluster, normal mode', { timeout: 120_000 }, () => {
     });
   });
 
+  it('users, permissions and vhosts made through one node\'s API work on the other at once', async () => {
+    const auth = { authorization: `Basic ${Buffer.from('guest:guest').toString('base64')}`, 'content-type': 'application/json' };
+    const api = `http://${n1.host}:${n1.managementPort}/api`;
+    assert.equal((await fetch(`${api}/vhosts/nm-vh`, { method: 'PUT', headers: auth })).status, 201);
+    assert.equal((await fetch(`${api}/users/nm-user`, { method: 'PUT', headers: auth, body: JSON.stringify({ password: 'pw', tags: '' }) })).status, 201);
+    const perm = JSON.stringify({ configure: '.*', write: '.*', read: '.*' });
+    assert.equal((await fetch(`${api}/permissions/nm-vh/nm-user`, { method: 'PUT', headers: auth, body: perm })).status, 201);
+    const conn = await amqp.connect(`amqp://nm-user:pw@${n2.host}:${n2.port}/nm-vh`);
+    const ch = await conn.createChannel();
+    await ch.assertQueue('nm.in-vh');
+    await conn.close();
+  });
+
   it('forwards publishes with confirms, gets and acks to the home node', async () => {
     await withChannel(n2.url, async (ch) => {
       ch.publish('nm.x', 'a.b', Buffer.from('via-exchange'), { persistent: true, headers: { h: 1 }, contentType: 'text/plain' });
@@ -116,6 +129,8 @@ describe('cluster, normal mode', { timeout: 120_000 }, () => {
 
   it('x-queue-leader-locator balanced puts a new queue on the node with the fewest queues', async () => {
     await withChannel(n1.url, async (ch) => {
+      // n1 homes more queues than n2 from here on, whatever ran before.
+      for (let i = 0; i < 3; i++) await ch.assertQueue(`nm.on-n1-${i}`, { durable: false });
       await ch.assertQueue('nm.balanced', { durable: true, arguments: { 'x-queue-leader-locator': 'balanced' } });
       ch.sendToQueue('nm.balanced', Buffer.from('b'));
       await ch.waitForConfirms();
@@ -124,7 +139,6 @@ describe('cluster, normal mode', { timeout: 120_000 }, () => {
     const client = new Etcd3({ hosts: etcd.endpoints });
     try {
       const record = JSON.parse((await client.get(`/warren/meta/queue/${encodeURIComponent('/')}/nm.balanced`).string()) ?? '{}') as { home?: string };
-      // n1 already homes this suite's other queues.
       assert.equal(record.home, 'n2');
     } finally {
       client.close();
