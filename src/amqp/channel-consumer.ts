@@ -10,7 +10,8 @@ export class ChannelConsumer implements Consumer {
 
   constructor(
     readonly channel: Channel,
-    readonly queue: Queue,
+    /** Changes only when a mirrored queue fails over (movedTo). */
+    public queue: Queue,
     readonly tag: string,
     readonly noAck: boolean,
     readonly exclusive: boolean,
@@ -30,6 +31,10 @@ export class ChannelConsumer implements Consumer {
 
   deliver(queue: Queue, entry: QueueEntry): void {
     this.channel.deliver(this, queue, entry);
+  }
+
+  movedTo(queue: Queue): void {
+    this.queue = queue;
   }
 
   cancelledByQueue(_queue: Queue): void {

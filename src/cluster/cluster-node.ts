@@ -286,6 +286,11 @@ export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks
   installRemoteQueue(vhost: VHost, name: string, record: QueueRecord): void {
     const existing = vhost.queues.get(name);
     if (existing instanceof RemoteQueue && existing.home === record.home) return;
+    if (existing instanceof RemoteQueue && this.ha.record(vhost.name, name) !== undefined) {
+      // A mirrored queue failed over: the proxy follows its new leader, consumers and all.
+      existing.rehome(record.home);
+      return;
+    }
     const args = argumentsTable(record.arguments);
     vhost.adoptQueue(name, args, (observer, settings) => {
       const options = { durable: record.durable, autoDelete: record.autoDelete, exclusiveOwner: record.exclusive ? FOREIGN_OWNER : null, arguments: args };
@@ -301,6 +306,10 @@ export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks
 
   isUp(node: string): boolean {
     return this.nodes.has(node);
+  }
+
+  isMirrored(vhost: string, queue: string): boolean {
+    return this.ha.record(vhost, queue) !== undefined;
   }
 
   forward(node: string, vhost: string, msg: Message): void {

@@ -7,6 +7,7 @@ import type { ClusterKeys } from './keys';
 import type { LinkChannel } from './link-client';
 import { LeaderMirror, MirrorControl } from './mirror-leader';
 import { MirrorReplicas } from './mirror-replica';
+import { RemoteQueue } from './remote-queue';
 
 /** A mirrored queue's replication record in etcd. */
 export interface HaRecord {
@@ -284,6 +285,7 @@ export class HaCoordinator {
     if (v === undefined || proxy === undefined || proxy.remote === null || replica === undefined) return;
     if (replica.epoch !== record.epoch - 1) return;
     this.replicas.drop(vhostName, queueName, true);
+    const consumers = proxy instanceof RemoteQueue ? proxy.takeConsumers() : [];
     const store = proxy.durable ? this.broker.store : null;
     const local = v.adoptQueue(
       queueName,
@@ -298,6 +300,15 @@ export class HaCoordinator {
       local.restore(m.msg, true, m.publishedAt);
     }
     lm.setMembers(this.membersFor(policy, record.members));
+    // Consumers that reached the queue through this node carry on, now locally.
+    for (const c of consumers) {
+      c.movedTo?.(local);
+      try {
+        local.addConsumer(c);
+      } catch {
+        c.cancelledByQueue(local);
+      }
+    }
     this.host.claimQueue(vhostName, queueName).catch((err: Error) => this.log.error({ queue: queueName, err: err.message }, 'could not record the new home of a promoted queue'));
     this.log.warn({ queue: queueName, vhost: vhostName, epoch: record.epoch, messages: replica.messages.size }, 'promoted to leader of mirrored queue');
   }

@@ -17,7 +17,12 @@ export interface QueueHomeLinks {
   /** Forward a routed message to `node`; resolves on the home's confirm. */
   forward(node: string, vhost: string, msg: Message): void;
   isUp(node: string): boolean;
+  /** Mirrored queues fail over: their consumers wait for the new leader instead of being cancelled. */
+  isMirrored(vhost: string, queue: string): boolean;
 }
+
+/** How long a consumer of a mirrored queue waits for a new leader before it is cancelled. */
+const FAILOVER_WAIT_MS = 30_000;
 
 /** A delivery that came over a link: settling it goes back over the same link channel. */
 interface RemoteEntry extends QueueEntry {
@@ -34,6 +39,11 @@ interface RemoteEntry extends QueueEntry {
 export class RemoteQueue extends Queue {
   private cachedCounts = { messageCount: 0, consumerCount: 0 };
   private readonly consumersByLink = new Map<Consumer, LinkChannel>();
+  /** What each consumer asked for, to subscribe it again at a new leader. */
+  private readonly subscriptions = new Map<Consumer, { args: FieldTable; prefetch: number }>();
+  /** Consumers of a mirrored queue whose leader is gone, waiting for the next one. */
+  private readonly orphans = new Set<Consumer>();
+  private orphanTimer: NodeJS.Timeout | null = null;
   private getChannel: Promise<LinkChannel> | null = null;
   private readonly ops: RemoteQueueOps;
 
@@ -43,14 +53,17 @@ export class RemoteQueue extends Queue {
     options: { durable: boolean; autoDelete: boolean; exclusiveOwner: object | null; arguments: FieldTable },
     observer: QueueObserver,
     settings: QueueSettings,
-    readonly home: string,
+    home: string,
     private readonly links: QueueHomeLinks,
   ) {
     // The home node runs TTLs, limits and x-expires; the proxy must never act on them itself.
     super(vhost, name, { ...options, store: null, pager: null }, observer, { ...settings, expires: undefined });
+    this.home = home;
     const self = this;
     this.ops = {
-      home,
+      get home() {
+        return self.home;
+      },
       get: (noAck) => self.remoteGet(noAck),
       consume: (consumer, args, prefetch) => self.remoteConsume(consumer, args, prefetch),
       cancel: (consumer) => self.remoteCancel(consumer),
@@ -59,6 +72,9 @@ export class RemoteQueue extends Queue {
       delete: (ifUnused, ifEmpty) => self.rpcCount({ key: M.QueueDelete, queue: name, ifUnused, ifEmpty, noWait: false }),
     };
   }
+
+  /** The node that owns the messages: the home, or a mirrored queue's current leader. */
+  home: string;
 
   override get remote(): RemoteQueueOps {
     return this.ops;
@@ -112,20 +128,75 @@ export class RemoteQueue extends Queue {
     if (this.deleted) return 0;
     const links = [...this.consumersByLink.values()];
     this.consumersByLink.clear();
+    this.subscriptions.clear();
+    if (this.orphanTimer !== null) clearTimeout(this.orphanTimer);
+    const orphans = [...this.orphans];
+    this.orphans.clear();
+    for (const c of orphans) c.cancelledByQueue(this);
     for (const l of links) void l.close().catch(() => undefined);
     void this.getChannel?.then((c) => c.close()).catch(() => undefined);
     this.getChannel = null;
     return super.delete(reason);
   }
 
-  /** The home node is gone: its consumers here are cancelled (basic.cancel), as RabbitMQ does. */
+  /**
+   * The home node is gone: its consumers here are cancelled (basic.cancel), as RabbitMQ does;
+   * a mirrored queue's consumers wait for the new leader instead (see rehome).
+   */
   homeLost(): void {
     for (const [consumer, link] of [...this.consumersByLink]) {
       this.consumersByLink.delete(consumer);
       void link.close().catch(() => undefined);
-      consumer.cancelledByQueue(this);
+      this.lostConsumer(consumer);
     }
     this.getChannel = null;
+  }
+
+  /** A mirrored queue failed over to `node`: consumers here follow it, unaware. */
+  rehome(node: string): void {
+    this.home = node;
+    this.getChannel = null;
+    const moving = [...this.orphans, ...this.consumersByLink.keys()];
+    for (const [, link] of this.consumersByLink) void link.close().catch(() => undefined);
+    this.consumersByLink.clear();
+    this.orphans.clear();
+    for (const consumer of moving) {
+      const sub = this.subscriptions.get(consumer);
+      if (sub === undefined) continue;
+      this.remoteConsume(consumer, sub.args, sub.prefetch).then(
+        (accepted) => accepted.start(),
+        () => this.lostConsumer(consumer),
+      );
+    }
+  }
+
+  /** Promotion here: the consumers move to the local queue that replaces this proxy. */
+  takeConsumers(): Consumer[] {
+    const out = [...this.orphans, ...this.consumersByLink.keys()];
+    for (const [, link] of this.consumersByLink) void link.close().catch(() => undefined);
+    this.consumersByLink.clear();
+    this.orphans.clear();
+    this.subscriptions.clear();
+    return out;
+  }
+
+  private lostConsumer(consumer: Consumer): void {
+    if (this.deleted || !this.links.isMirrored(this.vhost, this.name)) {
+      this.subscriptions.delete(consumer);
+      consumer.cancelledByQueue(this);
+      return;
+    }
+    this.orphans.add(consumer);
+    this.orphanTimer ??= setTimeout(() => {
+      this.orphanTimer = null;
+      const waiting = [...this.orphans];
+      this.orphans.clear();
+      for (const c of waiting) {
+        this.subscriptions.delete(c);
+        c.cancelledByQueue(this);
+      }
+    }, FAILOVER_WAIT_MS);
+    this.orphanTimer.unref();
   }
 
   unavailable(): AmqpError {
@@ -181,6 +252,7 @@ export class RemoteQueue extends Queue {
     }
     link.onClose = () => this.remoteCancelled(consumer, link);
     this.consumersByLink.set(consumer, link);
+    this.subscriptions.set(consumer, { args, prefetch });
     return {
       start: () => {
         const pending = held ?? [];
@@ -191,6 +263,8 @@ export class RemoteQueue extends Queue {
   }
 
   private remoteCancel(consumer: Consumer): void {
+    this.subscriptions.delete(consumer);
+    this.orphans.delete(consumer);
     const link = this.consumersByLink.get(consumer);
     if (link === undefined) return;
     this.consumersByLink.delete(consumer);
@@ -206,7 +280,7 @@ export class RemoteQueue extends Queue {
   private remoteCancelled(consumer: Consumer, link: LinkChannel): void {
     if (this.consumersByLink.get(consumer) !== link) return;
     this.consumersByLink.delete(consumer);
-    consumer.cancelledByQueue(this);
+    this.lostConsumer(consumer);
   }
 
   private deliverRemote(consumer: Consumer, link: LinkChannel, d: LinkDelivery): void {

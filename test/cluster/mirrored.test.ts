@@ -82,18 +82,46 @@ describe('cluster, mirrored queues', { timeout: 180_000 }, () => {
     consumer.start();
     assert.ok(await publisher.waitForConfirmed(500, 20_000), 'no confirms before the fault');
 
+    // A plain consumer (no reconnect logic) through a surviving node: as with RabbitMQ's mirrored
+    // queues it keeps consuming across the failover, without basic.cancel.
+    const plain = await amqp.connect(n3.url);
+    const plainCh = await plain.createChannel();
+    let plainCancelled = false;
+    let plainAfterFailover = 0;
+    let failedOver = false;
+    const plainReceived = new Map<string, number>();
+    await plainCh.consume('ha.kill', (m) => {
+      if (m === null) {
+        plainCancelled = true;
+        return;
+      }
+      const id = m.properties.messageId ?? m.content.toString();
+      plainReceived.set(String(id), (plainReceived.get(String(id)) ?? 0) + 1);
+      if (failedOver) plainAfterFailover++;
+      plainCh.ack(m);
+    });
+
     const killedAt = Date.now();
     const before = publisher.confirmed.size;
     await n1.kill();
     const rec = await waitForRecord(etcd, 'ha.kill', (r) => r.leader !== 'n1');
+    failedOver = true;
     assert.ok(['n2', 'n3'].includes(rec.leader));
     assert.ok(await publisher.waitForConfirmed(before + 500, 30_000), 'publishing did not resume after failover');
     const failoverMs = Date.now() - killedAt;
+    assert.equal(plainCancelled, false, 'a consumer through a surviving node was cancelled by the failover');
+    assert.ok(plainAfterFailover > 0, 'a consumer through a surviving node got nothing after the failover');
     await publisher.stop();
-    const all = [...publisher.confirmed];
+    await plainCh.close();
+    await plain.close();
+    await publisher.stop();
+    // Both consumers together must have seen every confirmed id.
+    const all = [...publisher.confirmed].filter((id) => !plainReceived.has(id));
     await consumer.waitForIds(all, 30_000);
     await consumer.stop();
-    const result = check(publisher.confirmed, consumer.received);
+    const received = new Map(consumer.received);
+    for (const [id, n] of plainReceived) received.set(id, (received.get(id) ?? 0) + n);
+    const result = check(publisher.confirmed, received);
     process.stdout.write(`# kill -9 leader: confirmed ${result.confirmedCount}, received ${result.receivedCount}, duplicates ${result.duplicates}, resumed after ${failoverMs} ms\n`);
     assert.deepEqual(result.lost, [], `lost ${result.lost.length} of ${result.confirmedCount}`);
     await n2.stop();

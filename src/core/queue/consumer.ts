@@ -18,4 +18,6 @@ export interface Consumer {
   deliver(queue: Queue, entry: QueueEntry): void;
   /** The queue went away (deleted): tell the client (basic.cancel) and forget the consumer. */
   cancelledByQueue(queue: Queue): void;
+  /** The consumer now consumes from `queue` (a mirrored queue failed over to this node). */
+  movedTo?(queue: Queue): void;
 }
