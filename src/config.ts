@@ -181,6 +181,9 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv, version
     if (raw !== undefined) assign(config, setting, raw, setting.flag);
   }
   if (program.getOptionValue('inMemory') === true) config.dataDir = null;
+  // Several cluster nodes started from one directory must not share the default data dir.
+  const dataDirGiven = configFile !== undefined || env.WARREN_DATA_DIR !== undefined || program.getOptionValue('dataDir') !== undefined;
+  if (config.clusterEtcd.length !== 0 && config.dataDir !== null && !dataDirGiven) config.dataDir = join(config.dataDir, config.nodeName);
 
   return { kind: 'run', config };
 }

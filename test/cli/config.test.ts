@@ -334,3 +334,23 @@ describe('help and version', () => {
     assert.deepEqual(writes, []);
   });
 });
+
+describe('cluster settings', () => {
+  it('parse etcd URLs, node name, link port and lease', () => {
+    const c = parseConfig(['--cluster-etcd', 'http://127.0.0.1:2379, http://127.0.0.1:2380', '--node-name', 'n1', '--cluster-port', '25673', '--cluster-lease', '5'], {});
+    assert.deepEqual(c.clusterEtcd, ['http://127.0.0.1:2379', 'http://127.0.0.1:2380']);
+    assert.equal(c.nodeName, 'n1');
+    assert.equal(c.clusterPort, 25673);
+    assert.equal(c.clusterLeaseSeconds, 5);
+  });
+
+  it('give each clustered node its own default data dir, but keep an explicit one', () => {
+    assert.equal(parseConfig(['--cluster-etcd', 'http://e:2379', '--node-name', 'n2'], {}).dataDir, join('data', 'n2'));
+    assert.equal(parseConfig(['--cluster-etcd', 'http://e:2379', '--node-name', 'n2', '--data-dir', '/tmp/x'], {}).dataDir, '/tmp/x');
+    assert.equal(parseConfig([], {}).dataDir, './data');
+  });
+
+  it('refuse a lease below two seconds', () => {
+    assert.throws(() => parseConfig(['--cluster-lease', '1'], {}), /--cluster-lease/);
+  });
+});
