@@ -173,6 +173,10 @@ export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks
     this.etcd.close();
   }
 
+  syncQueue(vhost: string, queue: string, action: 'sync' | 'cancel_sync'): boolean {
+    return this.ha.syncQueue(vhost, queue, action);
+  }
+
   /** Members as etcd lists them (alive = holding a lease), this node included. */
   nodeList(): NodeInfo[] {
     return [...this.nodes.values()].sort((a, b) => a.name.localeCompare(b.name));

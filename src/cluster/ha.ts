@@ -84,6 +84,15 @@ export class HaCoordinator {
     this.leading.clear();
   }
 
+  /** Management's sync / cancel_sync of a mirrored queue led here. */
+  syncQueue(vhost: string, queue: string, action: 'sync' | 'cancel_sync'): boolean {
+    const lm = this.leading.get(this.keys.haKey(vhost, queue));
+    if (lm === undefined) return false;
+    if (action === 'sync') lm.syncNow();
+    else lm.cancelSync();
+    return true;
+  }
+
   /** The record of a mirrored queue, for management. */
   record(vhost: string, queue: string): HaRecord | undefined {
     return this.records.get(this.keys.haKey(vhost, queue))?.record;

@@ -29,6 +29,10 @@ class Follower {
   syncing = false;
   failed = false;
   failedAt = 0;
+  /** Which catch-up is current: an older one that fails must not touch the newer one's state. */
+  syncRun = 0;
+  /** cancel_sync: no automatic catch-up until the next sync. */
+  paused = false;
   /** Replication acks the leader's publishers wait for. */
   readonly waiters = new Set<Waiter>();
   inflight = 0;
@@ -135,6 +139,25 @@ export class LeaderMirror implements QueueMirrorHook {
       if (this.isr.includes(node)) void this.commitIsr((isr) => isr.filter((n) => n !== node));
     }
     for (const f of this.followers.values()) if (!f.inSync && !f.syncing) this.startSync(f);
+  }
+
+  /** Operator's sync: every mirror not in sync catches up now, with backfill even in manual mode. */
+  syncNow(): void {
+    for (const f of this.followers.values()) {
+      if (f.inSync) continue;
+      f.syncing = false;
+      f.paused = false;
+      this.startSync(f, true);
+    }
+  }
+
+  /** Operator's cancel_sync: catch-ups in progress stop (the mirrors stay out of sync). */
+  cancelSync(): void {
+    for (const f of this.followers.values()) {
+      if (f.inSync) continue;
+      f.syncing = false;
+      f.paused = true;
+    }
   }
 
   /** A mirror's node is gone: drop it from the in-sync set now rather than at the timeout. */
@@ -245,11 +268,14 @@ export class LeaderMirror implements QueueMirrorHook {
     }
   }
 
-  private startSync(f: Follower): void {
-    if (this.closed) return;
+  private startSync(f: Follower, backfill = this.automaticSync): void {
+    if (this.closed || f.paused) return;
     f.syncing = true;
     f.failed = false;
-    void this.catchUp(f).catch((err: Error) => {
+    f.failedAt = Date.now();
+    const attempt = ++f.syncRun;
+    void this.catchUp(f, backfill, attempt).catch((err: Error) => {
+      if (f.syncRun !== attempt) return;
       f.syncing = false;
       this.control.log.info({ queue: this.queue.name, mirror: f.node, err: err.message }, 'mirror catch-up interrupted; will retry');
     });
@@ -260,16 +286,17 @@ export class LeaderMirror implements QueueMirrorHook {
    * slow mirror cannot fill the leader's memory), then SyncDone; its confirm means the mirror
    * holds everything the queue holds, because live operations went out in the same stream.
    */
-  private async catchUp(f: Follower): Promise<void> {
+  private async catchUp(f: Follower, backfill: boolean, run: number): Promise<void> {
+    const stale = (): boolean => this.closed || !f.syncing || f.syncRun !== run;
     const header = { epoch: this.epoch, id: 0, exchange: '', routingKey: '', publishedAt: 0 };
     this.flushSettles();
     await this.send(f, NO_PROPERTIES, encodeMirror({ ...header, op: MirrorOp.Reset }, null));
     const boundary = this.lastSeq();
-    if (this.automaticSync) {
+    if (backfill) {
       let batch: Array<Promise<void>> = [];
       for (const [seq, e] of this.live) {
         if (seq > boundary) break;
-        if (this.closed || !f.syncing) return;
+        if (stale()) return;
         const msg = e.msg;
         batch.push(this.send(f, msg.rawProperties, encodeMirror({ ...header, op: MirrorOp.Enqueue, id: seq, exchange: msg.exchange, routingKey: msg.routingKey, publishedAt: Date.now() }, msg.body)));
         if (batch.length >= this.syncBatch) {
@@ -280,13 +307,13 @@ export class LeaderMirror implements QueueMirrorHook {
       await Promise.all(batch);
     } else {
       // ha-sync-mode manual (RabbitMQ's meaning): no backfill; in sync once the old head drained.
-      while (!this.closed && f.syncing && this.oldestSeq() !== undefined && this.oldestSeq()! <= boundary) {
+      while (!stale() && this.oldestSeq() !== undefined && this.oldestSeq()! <= boundary) {
         await new Promise((r) => setTimeout(r, 100));
       }
     }
-    if (this.closed || !f.syncing) return;
+    if (stale()) return;
     await this.send(f, NO_PROPERTIES, encodeMirror({ ...header, op: MirrorOp.SyncDone }, null));
-    if (this.closed || !f.syncing || !this.followers.has(f.node)) return;
+    if (stale() || !this.followers.has(f.node)) return;
     if (!(await this.commitIsr((isr) => (isr.includes(f.node) ? [...isr] : [...isr, f.node])))) throw new Error('deposed while adding a mirror to the in-sync set');
     f.inSync = true;
     f.syncing = false;

@@ -42,6 +42,8 @@ export interface ClusterView {
   describeQueue(vhost: string, name: string): QueuePlacement;
   /** Resolves once this node's metadata changes are in etcd (read-your-writes across nodes). */
   commitTopology?(): Promise<void>;
+  /** Manual (re)synchronisation of a mirrored queue led here; false when not led here. */
+  syncQueue?(vhost: string, queue: string, action: 'sync' | 'cancel_sync'): boolean;
 }
 
 export interface ClusterMember {

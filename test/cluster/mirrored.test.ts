@@ -163,4 +163,45 @@ describe('cluster, mirrored queues', { timeout: 180_000 }, () => {
     await n2.stop();
     await etcd.stop();
   });
+
+  it('ha-sync-mode manual: a new mirror stays out of sync until an operator syncs it, without blocking the queue', async () => {
+    const etcd = await startEtcd({ members: 1 });
+    const n1 = await startNode({ etcd: etcd.endpoints, name: 'n1', host: '127.0.0.1' });
+    await setPolicy(n1, 'ha-manual', '^ha\\.', { 'ha-mode': 'all', 'ha-sync-mode': 'manual' });
+    const conn = await amqp.connect(n1.url);
+    const ch = await conn.createConfirmChannel();
+    await ch.assertQueue('ha.manual', { durable: true });
+    for (let i = 0; i < 50; i++) ch.sendToQueue('ha.manual', Buffer.from(`old-${i}`), { persistent: true });
+    await ch.waitForConfirms();
+    const n2 = await startNode({ etcd: etcd.endpoints, name: 'n2', host: '127.0.0.2' });
+    const joined = await waitForRecord(etcd, 'ha.manual', (r) => r.members.includes('n2'));
+    assert.deepEqual(joined.isr, ['n1'], 'a manual-sync mirror joined the in-sync set with old messages unsynced');
+    // The queue keeps working meanwhile.
+    ch.sendToQueue('ha.manual', Buffer.from('new'), { persistent: true });
+    await ch.waitForConfirms();
+    const res = await fetch(`http://${n1.host}:${n1.managementPort}/api/queues/%2F/ha.manual/actions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from('guest:guest').toString('base64')}` },
+      body: JSON.stringify({ action: 'sync' }),
+    });
+    assert.equal(res.status, 204);
+    await waitForRecord(etcd, 'ha.manual', (r) => r.isr.includes('n2'));
+    // In sync means it holds everything: kill the leader, the mirror serves all 51.
+    await conn.close();
+    await n1.kill();
+    await waitForRecord(etcd, 'ha.manual', (r) => r.leader === 'n2');
+    const c2 = await amqp.connect(n2.url);
+    const ch2 = await c2.createChannel();
+    const deadline = Date.now() + 10_000;
+    let count = 0;
+    while (Date.now() < deadline) {
+      count = await ch2.checkQueue('ha.manual').then((ok) => ok.messageCount);
+      if (count === 51) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(count, 51);
+    await c2.close();
+    await n2.stop();
+    await etcd.stop();
+  });
 });

@@ -96,6 +96,26 @@ describe('cluster, normal mode', { timeout: 120_000 }, () => {
     });
   });
 
+  it('the management API of a non-home node counts, gets and purges the home node\'s messages', async () => {
+    await withChannel(n1.url, async (ch) => {
+      await ch.assertQueue('nm.http', { durable: true });
+      for (let i = 0; i < 3; i++) ch.sendToQueue('nm.http', Buffer.from(`h${i}`));
+      await ch.waitForConfirms();
+    });
+    const headers = { authorization: `Basic ${Buffer.from('guest:guest').toString('base64')}`, 'content-type': 'application/json' };
+    const api = `http://${n2.host}:${n2.managementPort}/api/queues/%2F/nm.http`;
+    const view = (await (await fetch(api, { headers })).json()) as { messages: number; node: string };
+    assert.equal(view.messages, 3);
+    assert.equal(view.node, 'n1');
+    const got = (await (await fetch(`${api}/get`, { method: 'POST', headers, body: JSON.stringify({ count: 1, ackmode: 'ack_requeue_false', encoding: 'auto' }) })).json()) as Array<{ payload: string }>;
+    assert.equal(got[0]?.payload, 'h0');
+    assert.equal((await fetch(`${api}/contents`, { method: 'DELETE', headers })).status, 204);
+    await withChannel(n1.url, async (ch) => {
+      assert.equal((await ch.checkQueue('nm.http')).messageCount, 0);
+      await ch.deleteQueue('nm.http');
+    });
+  });
+
   it('serves consumers through a non-home node, with redelivery on reject', async () => {
     await withChannel(n2.url, async (ch) => {
       await ch.prefetch(10);

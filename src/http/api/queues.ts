@@ -21,17 +21,31 @@ export function queueIn(ctx: RequestContext, v: VHost, name = ctx.params.name ??
   return q;
 }
 
-function listQueues(ctx: RequestContext, vhosts: VHost[]): unknown {
+/**
+ * Counts of queues homed on other cluster nodes live there: ask (in parallel, briefly) before
+ * rendering; a node that does not answer in time leaves the last known counts.
+ */
+async function refreshRemoteCounts(queues: Iterable<Queue>): Promise<void> {
+  const asks: Array<Promise<unknown>> = [];
+  for (const q of queues) {
+    if (q.remote !== null) asks.push(Promise.race([q.remote.counts().catch(() => undefined), new Promise((r) => setTimeout(r, 1000).unref())]));
+  }
+  await Promise.all(asks);
+}
+
+async function listQueues(ctx: RequestContext, vhosts: VHost[]): Promise<unknown> {
+  await refreshRemoteCounts(vhosts.flatMap((v) => [...v.queues.values()]));
   const views = [];
   for (const v of vhosts) for (const q of v.queues.values()) views.push(queueView(ctx.m, q));
   return renderList(views, parseListQuery(ctx.query));
 }
 
-const list: Handler = (ctx) => ok(listQueues(ctx, visibleVhosts(ctx)));
-const listVhost: Handler = (ctx) => ok(listQueues(ctx, [vhostFor(ctx)]));
+const list: Handler = async (ctx) => ok(await listQueues(ctx, visibleVhosts(ctx)));
+const listVhost: Handler = async (ctx) => ok(await listQueues(ctx, [vhostFor(ctx)]));
 
-const show: Handler = (ctx) => {
+const show: Handler = async (ctx) => {
   const q = queueIn(ctx, vhostFor(ctx));
+  await refreshRemoteCounts([q]);
   return ok(renderOne(queueDetailView(ctx.m, q), parseListQuery(ctx.query)));
 };
 
@@ -61,11 +75,13 @@ const remove: Handler = (ctx) => {
   return NO_CONTENT;
 };
 
-const purge: Handler = (ctx) => {
+const purge: Handler = async (ctx) => {
   const v = vhostFor(ctx);
   const q = queueIn(ctx, v);
   allow(accessFor(ctx, v.name).check('read', 'queue', q.name));
-  amqp(() => v.queue(q.name, q.exclusiveOwner ?? ctx.m.owner)).purge();
+  const queue = amqp(() => v.queue(q.name, q.exclusiveOwner ?? ctx.m.owner));
+  if (queue.remote !== null) await remoteCall(queue.remote.purge());
+  else queue.purge();
   return NO_CONTENT;
 };
 
@@ -76,7 +92,7 @@ type Ackmode = (typeof ACKMODES)[number];
  * POST /get: basic.get `count` times, then settle as `ackmode` says. With requeue the
  * messages go back in place, marked redelivered, exactly as RabbitMQ's get does.
  */
-const get: Handler = (ctx) => {
+const get: Handler = async (ctx) => {
   const v = vhostFor(ctx);
   const q = queueIn(ctx, v);
   const b = ctx.body.require('count', 'ackmode', 'encoding');
@@ -92,13 +108,23 @@ const get: Handler = (ctx) => {
   const taken: QueueEntry[] = [];
   const out: Record<string, unknown>[] = [];
   for (let i = 0; i < count; i++) {
-    const entry = queue.get(false);
+    let entry: QueueEntry | undefined;
+    let messageCount: number;
+    if (queue.remote !== null) {
+      // A queue homed on another cluster node: each get is a round trip to it.
+      const got = await remoteCall(queue.remote.get(false));
+      entry = got?.entry;
+      messageCount = got?.messageCount ?? 0;
+    } else {
+      entry = queue.get(false);
+      messageCount = queue.messageCount;
+    }
     if (entry === undefined) break;
     taken.push(entry);
     out.push({
       ...messageJson(entry.msg, encoding, truncate),
       redelivered: entry.redelivered,
-      message_count: queue.messageCount,
+      message_count: messageCount,
     });
   }
   ctx.m.stats.direct.get += taken.length;
@@ -119,6 +145,31 @@ function settle(queue: Queue, entries: QueueEntry[], mode: Ackmode): void {
       for (const e of entries) queue.discard(e);
       return;
   }
+}
+
+/**
+ * POST /actions {"action": "sync" | "cancel_sync"}: RabbitMQ's manual synchronisation of a
+ * mirrored queue. Warren's catch-up never blocks the queue, so "sync" only starts it now for
+ * mirrors that are not in sync (what ha-sync-mode automatic does by itself).
+ */
+const actions: Handler = (ctx) => {
+  const v = vhostFor(ctx);
+  const q = queueIn(ctx, v);
+  allow(accessFor(ctx, v.name).check('configure', 'queue', q.name));
+  const action = ctx.body.str('action', '');
+  if (action !== 'sync' && action !== 'cancel_sync') throw badRequest(`unknown action '${action}'`);
+  const cluster = ctx.m.broker.cluster;
+  if (cluster?.syncQueue !== undefined && !cluster.syncQueue(v.name, q.name, action)) {
+    throw badRequest(`queue '${q.name}' is not a mirrored queue led by node '${cluster.nodeName}'; ask its leader's node`);
+  }
+  return NO_CONTENT;
+};
+
+/** A cluster round trip: its AMQP error (home node down, ...) becomes the HTTP error. */
+function remoteCall<T>(work: Promise<T>): Promise<T> {
+  return work.catch((err: unknown) => amqp(() => {
+    throw err;
+  }));
 }
 
 /** RabbitMQ's key order for /get results, so diffs against it read easily. */
@@ -174,6 +225,7 @@ export function registerQueues(r: Router<Handler>): void {
     .get('/api/queues/:vhost', listVhost)
     .get('/api/queues/:vhost/:name', show)
     .put('/api/queues/:vhost/:name', declare)
+    .post('/api/queues/:vhost/:name/actions', actions)
     .delete('/api/queues/:vhost/:name', remove)
     .delete('/api/queues/:vhost/:name/contents', purge)
     .post('/api/queues/:vhost/:name/get', get)
