@@ -22,7 +22,10 @@ export class ChannelConsumer implements Consumer {
     readonly args: Record<string, unknown>,
   ) {
     this.tagBytes = Buffer.from(tag, 'utf8');
+    this.cancelOnFailover = args['x-cancel-on-ha-failover'] === true;
   }
+
+  readonly cancelOnFailover: boolean;
 
   canAccept(): boolean {
     if (!this.noAck && this.prefetch !== 0 && this.unacked >= this.prefetch) return false;

@@ -311,6 +311,10 @@ export class HaCoordinator {
     lm.setMembers(this.membersFor(policy, record.members));
     // Consumers that reached the queue through this node carry on, now locally.
     for (const c of consumers) {
+      if (c.cancelOnFailover === true) {
+        c.cancelledByQueue(local);
+        continue;
+      }
       c.movedTo?.(local);
       try {
         local.addConsumer(c);

@@ -5,7 +5,7 @@ import type { Consumer } from '../core/queue/consumer';
 import { EntryState, QueueEntry } from '../core/queue/entry';
 import type { RemoteQueueOps } from '../core/queue/remote';
 import { AmqpError } from '../protocol/errors';
-import type { FieldTable } from '../protocol/field-table';
+import { FieldTable, tableGet } from '../protocol/field-table';
 import { M } from '../protocol/spec';
 import type { LinkChannel, LinkDelivery } from './link-client';
 import { LinkClosedError } from './link-client';
@@ -181,7 +181,11 @@ export class RemoteQueue extends Queue {
   }
 
   private lostConsumer(consumer: Consumer): void {
-    if (this.deleted || !this.links.isMirrored(this.vhost, this.name)) {
+    const sub = this.subscriptions.get(consumer);
+    // RabbitMQ's x-cancel-on-ha-failover: the client asked to hear about failovers.
+    const flag = sub === undefined ? undefined : tableGet(sub.args, 'x-cancel-on-ha-failover');
+    const cancelOnFailover = flag?.type === 't' && flag.value;
+    if (this.deleted || cancelOnFailover || !this.links.isMirrored(this.vhost, this.name)) {
       this.subscriptions.delete(consumer);
       consumer.cancelledByQueue(this);
       return;

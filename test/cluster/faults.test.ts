@@ -96,6 +96,31 @@ describe('cluster faults, mirrored queues', { timeout: 240_000 }, () => {
     await n1!.stop();
   });
 
+  it('a frozen mirror (SIGSTOP): publishes stall at most about the replica timeout; it rejoins after SIGCONT', async () => {
+    const etcd = await startEtcd({ members: 1 });
+    const [n1, n2, n3] = await threeNodes(etcd);
+    await setPolicy(n1!, '^ha\\.', { 'ha-mode': 'all' });
+    await declare(n1!.url, 'ha.mirrorfreeze');
+    await waitForRecord(etcd, 'ha.mirrorfreeze', (r) => r.isr.length === 3);
+    const publisher = new ConfirmedPublisher({ urls: [n1!.url], queue: 'ha.mirrorfreeze', publisherId: 'z' });
+    const consumer = new RecordingConsumer({ urls: [n1!.url], queue: 'ha.mirrorfreeze' });
+    publisher.start(10);
+    consumer.start();
+    assert.ok(await publisher.waitForConfirmed(300, 20_000));
+    const frozenAt = Date.now();
+    const before = publisher.confirmed.size;
+    n2!.freeze();
+    assert.ok(await publisher.waitForConfirmed(before + 300, 20_000), 'publishing did not continue with a frozen mirror');
+    const stallMs = Date.now() - frozenAt;
+    process.stdout.write(`# mirror freeze: 300 more confirms within ${stallMs} ms\n`);
+    assert.ok(stallMs < 8000, `publishes stalled ${stallMs} ms`);
+    await waitForRecord(etcd, 'ha.mirrorfreeze', (r) => !r.isr.includes('n2'));
+    n2!.thaw();
+    await waitForRecord(etcd, 'ha.mirrorfreeze', (r) => r.isr.includes('n2'), 30_000);
+    await drainAndCheck(publisher, consumer, 'mirror freeze');
+    await Promise.all([n1!.stop(), n2!.stop(), n3!.stop()]);
+  });
+
   it('a frozen leader (SIGSTOP past its lease) is replaced; on waking it fences itself and loses nothing', async () => {
     const etcd = await startEtcd({ members: 1 });
     const [n1, n2, n3] = await threeNodes(etcd);

@@ -18,6 +18,8 @@ export interface Consumer {
   deliver(queue: Queue, entry: QueueEntry): void;
   /** The queue went away (deleted): tell the client (basic.cancel) and forget the consumer. */
   cancelledByQueue(queue: Queue): void;
+  /** x-cancel-on-ha-failover: cancel rather than follow a mirrored queue to its new leader. */
+  readonly cancelOnFailover?: boolean;
   /** The consumer now consumes from `queue` (a mirrored queue failed over to this node). */
   movedTo?(queue: Queue): void;
 }
