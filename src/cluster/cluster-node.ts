@@ -37,6 +37,8 @@ export interface NodeInfo {
 interface Link {
   conn: Promise<LinkConnection>;
   publisher: Promise<LinkChannel> | null;
+  /** The publisher channel once open: the per-message path then needs no extra promise. */
+  ready: LinkChannel | null;
 }
 
 /**
@@ -335,16 +337,25 @@ export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks
     return conn.openChannel();
   }
 
-  private async publishTo(node: string, vhost: string, msg: Message): Promise<void> {
-    if (!this.isUp(node)) throw new Error(`node ${node} is down`);
+  private publishTo(node: string, vhost: string, msg: Message): Promise<void> {
+    if (!this.isUp(node)) return Promise.reject(new Error(`node ${node} is down`));
     const link = this.link(node, vhost);
-    link.publisher ??= link.conn.then(async (c) => {
-      const ch = await c.openChannel();
-      await ch.confirmSelect();
-      return ch;
-    });
-    const ch = await link.publisher;
-    await ch.publish(msg.exchange, msg.routingKey, false, msg.rawProperties, msg.body);
+    const ready = link.ready;
+    if (ready !== null && !ready.closed) return ready.publish(msg.exchange, msg.routingKey, false, msg.rawProperties, msg.body);
+    link.ready = null;
+    if (link.publisher === null || ready !== null) {
+      link.publisher = link.conn.then(async (c) => {
+        const ch = await c.openChannel();
+        await ch.confirmSelect();
+        link.ready = ch;
+        return ch;
+      });
+    }
+    // Messages sent while the channel opens keep their order: then-callbacks run in order.
+    const { exchange, routingKey } = msg;
+    const properties = msg.rawProperties;
+    const body = msg.body;
+    return link.publisher.then((ch) => ch.publish(exchange, routingKey, false, properties, body));
   }
 
   private link(node: string, vhost: string): Link {
@@ -363,7 +374,7 @@ export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks
             vhost,
             connectionName: `cluster link ${this.nodeName} -> ${node}`,
           });
-    link = { conn, publisher: null };
+    link = { conn, publisher: null, ready: null };
     const entry = link;
     this.links.set(id, entry);
     conn.then(
