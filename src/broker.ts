@@ -266,6 +266,9 @@ export class Broker implements BrokerContext {
     this.tlsServer = null;
     const tlsClosed = tls === null ? Promise.resolve() : new Promise<void>((r) => tls.close(() => r()));
     for (const c of [...this.connections]) c.close('CONNECTION_FORCED', 'broker forced connection closure with reason \'shutdown\'');
+    // No publish is taken any more: mirrored queues go to their mirrors now, not after every
+    // client has acknowledged the close.
+    await this.cluster?.handOver();
     const deadline = setTimeout(() => {
       for (const c of this.connections) c.destroy();
     }, 2000);

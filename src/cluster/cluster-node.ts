@@ -34,6 +34,9 @@ export interface NodeInfo {
   started: number;
 }
 
+/** What a link connection carries (see link()). */
+export type LinkPurpose = 'publish' | 'consume' | 'mirror';
+
 interface Link {
   conn: Promise<LinkConnection>;
   publisher: Promise<LinkChannel> | null;
@@ -150,6 +153,11 @@ export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks
     this.linkServer?.close();
   }
 
+  /** Graceful stop, first part: mirrored queues led here go to in-sync mirrors. */
+  async handOver(): Promise<void> {
+    await this.ha.handOver().catch((err: Error) => this.log.warn({ err: err.message }, 'handover failed'));
+  }
+
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
@@ -157,7 +165,7 @@ export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks
     if (this.commitTimer !== null) clearInterval(this.commitTimer);
     if (this.fenceTimer !== null) clearInterval(this.fenceTimer);
     // Mirrored queues go to an in-sync mirror before this node leaves (no lease wait).
-    await this.ha.handOver().catch((err: Error) => this.log.warn({ err: err.message }, 'handover failed'));
+    await this.handOver();
     this.ha.stop();
     try {
       await this.sync.commit();
@@ -256,6 +264,10 @@ export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks
     (this.forwards ??= []).push(p);
   }
 
+  takePending(): Array<Promise<void>> | null {
+    return this.takeForwards();
+  }
+
   liveNodes(): string[] {
     return [...this.nodes.keys()];
   }
@@ -332,14 +344,24 @@ export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks
     (this.forwards ??= []).push(sent);
   }
 
-  async openChannel(node: string, vhost: string): Promise<LinkChannel> {
-    const conn = await this.link(node, vhost).conn;
+  async openChannel(node: string, vhost: string, purpose: LinkPurpose = 'consume'): Promise<LinkChannel> {
+    const conn = await this.link(node, vhost, purpose).conn;
     return conn.openChannel();
+  }
+
+  private readonly sentOnce = new WeakMap<Message, Map<string, Promise<void>>>();
+
+  forwardOnce(node: string, vhost: string, msg: Message): Promise<void> {
+    let sent = this.sentOnce.get(msg);
+    if (sent === undefined) this.sentOnce.set(msg, (sent = new Map()));
+    let p = sent.get(node);
+    if (p === undefined) sent.set(node, (p = this.publishTo(node, vhost, msg)));
+    return p;
   }
 
   private publishTo(node: string, vhost: string, msg: Message): Promise<void> {
     if (!this.isUp(node)) return Promise.reject(new Error(`node ${node} is down`));
-    const link = this.link(node, vhost);
+    const link = this.link(node, vhost, 'publish');
     const ready = link.ready;
     if (ready !== null && !ready.closed) return ready.publish(msg.exchange, msg.routingKey, false, msg.rawProperties, msg.body);
     link.ready = null;
@@ -358,8 +380,13 @@ export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks
     return link.publisher.then((ch) => ch.publish(exchange, routingKey, false, properties, body));
   }
 
-  private link(node: string, vhost: string): Link {
-    const id = `${node}\u0000${vhost}`;
+  /**
+   * One link connection per peer, vhost and purpose. Forwarded publishes get their own: the
+   * home node may stop reading a publishing connection (flow control), and the acks of
+   * consumers must never wait behind that, or a prefetch-limited consumer stalls for good.
+   */
+  private link(node: string, vhost: string, purpose: LinkPurpose): Link {
+    const id = `${node}\u0000${vhost}\u0000${purpose}`;
     let link = this.links.get(id);
     if (link !== undefined) return link;
     const info = this.nodes.get(node);

@@ -1,6 +1,7 @@
 import type { Etcd3, IKeyValue } from 'etcd3';
 import type { Broker } from '../broker';
 import { Queue } from '../core/queue/queue';
+import { Message } from '../core/message';
 import type { VHost } from '../core/vhost';
 import type { Logger } from '../observability/logger';
 import type { ClusterKeys } from './keys';
@@ -31,8 +32,10 @@ export interface HaHost {
   readonly replicaTimeoutMs: number;
   isUp(node: string): boolean;
   liveNodes(): string[];
-  openChannel(node: string, vhost: string): Promise<LinkChannel>;
+  openChannel(node: string, vhost: string, purpose: 'mirror'): Promise<LinkChannel>;
   addPending(p: Promise<void>): void;
+  /** Takes what addPending collected (the channel does this after each publish). */
+  takePending(): Array<Promise<void>> | null;
   nodeKey(node: string): string;
   /** Writes the queue's metadata record with this node as its home (after a promotion). */
   claimQueue(vhost: string, queue: string): Promise<void>;
@@ -295,6 +298,7 @@ export class HaCoordinator {
     if (replica.epoch !== record.epoch - 1) return;
     this.replicas.drop(vhostName, queueName, true);
     const consumers = proxy instanceof RemoteQueue ? proxy.takeConsumers() : [];
+    const held = proxy instanceof RemoteQueue ? proxy.takeHeld() : [];
     const store = proxy.durable ? this.broker.store : null;
     const local = v.adoptQueue(
       queueName,
@@ -309,6 +313,22 @@ export class HaCoordinator {
       local.restore(m.msg, true, m.publishedAt);
     }
     lm.setMembers(this.membersFor(policy, record.members));
+    // Publishes that waited here for the new leader: it is us. Their confirms follow the
+    // mirrors' as any publish's do.
+    for (const h of held) {
+      // A copy: the original may also sit in other queues here, under its own store record.
+      const msg = new Message(h.msg.exchange, h.msg.routingKey, h.msg.rawProperties, h.msg.body);
+      const waits: Array<Promise<void>> = [];
+      const s = this.broker.store;
+      if (s !== null && local.persists && msg.persistent) {
+        msg.storeId = s.publish({ exchange: msg.exchange, routingKey: msg.routingKey, properties: msg.rawProperties, body: msg.body }, [local.storeKey]);
+        waits.push(new Promise<void>((resolve, reject) => s.afterSync((err) => (err === null ? resolve() : reject(err)))));
+      }
+      this.host.takePending();
+      local.enqueue(msg);
+      waits.push(...(this.host.takePending() ?? []));
+      Promise.all(waits).then(() => h.resolve(), (err: Error) => h.reject(err));
+    }
     // Consumers that reached the queue through this node carry on, now locally.
     for (const c of consumers) {
       if (c.cancelOnFailover === true) {
@@ -350,7 +370,7 @@ export class HaCoordinator {
 
   private control(key: string, vhost: string): MirrorControl {
     return {
-      openChannel: (node) => this.host.openChannel(node, vhost),
+      openChannel: (node) => this.host.openChannel(node, vhost, 'mirror'),
       updateIsr: (change) => this.update(key, (r) => ({ ...r, isr: change(r.isr) })).then((r) => r?.isr ?? null),
       addPending: (p) => this.host.addPending(p),
       isUp: (node) => this.host.isUp(node),

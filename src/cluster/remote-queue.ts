@@ -16,6 +16,10 @@ export interface QueueHomeLinks {
   openChannel(node: string, vhost: string): Promise<LinkChannel>;
   /** Forward a routed message to `node`; resolves on the home's confirm. */
   forward(node: string, vhost: string, msg: Message): void;
+  /** Sends a held message to `node` once, however many proxies held it; resolves on its confirm. */
+  forwardOnce(node: string, vhost: string, msg: Message): Promise<void>;
+  /** Makes the publisher's confirm of the message being routed wait on `p`. */
+  addPending(p: Promise<void>): void;
   isUp(node: string): boolean;
   /** Mirrored queues fail over: their consumers wait for the new leader instead of being cancelled. */
   isMirrored(vhost: string, queue: string): boolean;
@@ -23,6 +27,15 @@ export interface QueueHomeLinks {
 
 /** How long a consumer of a mirrored queue waits for a new leader before it is cancelled. */
 const FAILOVER_WAIT_MS = 30_000;
+/** How long, and how many, publishes to a mirrored queue wait for its new leader before a nack. */
+const HOLD_MS = 15_000;
+const HOLD_MAX = 100_000;
+
+interface HeldPublish {
+  msg: Message;
+  resolve(): void;
+  reject(err: Error): void;
+}
 
 /** A delivery that came over a link: settling it goes back over the same link channel. */
 interface RemoteEntry extends QueueEntry {
@@ -94,8 +107,45 @@ export class RemoteQueue extends Queue {
 
   override enqueue(msg: Message): EnqueueOutcome {
     this.stats.published++;
-    this.links.forward(this.home, this.vhost, msg);
+    if (!this.links.isUp(this.home) && this.links.isMirrored(this.vhost, this.name)) this.hold(msg);
+    else this.links.forward(this.home, this.vhost, msg);
     return EnqueueOutcome.Accepted;
+  }
+
+  private heldPublishes: HeldPublish[] = [];
+  private holdTimer: NodeJS.Timeout | null = null;
+
+  /**
+   * The leader of a mirrored queue is gone and the next one not known yet: the publish waits
+   * (its confirm with it) rather than being refused, for a bounded time and number.
+   */
+  private hold(msg: Message): void {
+    if (this.heldPublishes.length >= HOLD_MAX) {
+      const refused = Promise.reject(this.unavailable());
+      refused.catch(() => undefined);
+      this.links.addPending(refused);
+      return;
+    }
+    const pending = new Promise<void>((resolve, reject) => this.heldPublishes.push({ msg, resolve, reject }));
+    pending.catch(() => undefined);
+    this.links.addPending(pending);
+    this.holdTimer ??= setTimeout(() => {
+      this.holdTimer = null;
+      this.releaseHeld(null);
+    }, HOLD_MS);
+    this.holdTimer.unref();
+  }
+
+  /** Held publishes go to the new leader (or are refused when none came in time). */
+  private releaseHeld(node: string | null): void {
+    const held = this.heldPublishes;
+    this.heldPublishes = [];
+    if (this.holdTimer !== null) clearTimeout(this.holdTimer);
+    this.holdTimer = null;
+    for (const h of held) {
+      if (node === null) h.reject(this.unavailable());
+      else this.links.forwardOnce(node, this.vhost, h.msg).then(h.resolve, h.reject);
+    }
   }
 
   override get(): QueueEntry | undefined {
@@ -129,6 +179,7 @@ export class RemoteQueue extends Queue {
     const links = [...this.consumersByLink.values()];
     this.consumersByLink.clear();
     this.subscriptions.clear();
+    this.releaseHeld(null);
     if (this.orphanTimer !== null) clearTimeout(this.orphanTimer);
     const orphans = [...this.orphans];
     this.orphans.clear();
@@ -156,6 +207,7 @@ export class RemoteQueue extends Queue {
   rehome(node: string): void {
     this.home = node;
     this.getChannel = null;
+    this.releaseHeld(node);
     const moving = [...this.orphans, ...this.consumersByLink.keys()];
     for (const [, link] of this.consumersByLink) void link.close().catch(() => undefined);
     this.consumersByLink.clear();
@@ -171,6 +223,15 @@ export class RemoteQueue extends Queue {
   }
 
   /** Promotion here: the consumers move to the local queue that replaces this proxy. */
+  /** Promotion here: publishes held for the new leader go to the local queue that replaces this proxy. */
+  takeHeld(): HeldPublish[] {
+    const held = this.heldPublishes;
+    this.heldPublishes = [];
+    if (this.holdTimer !== null) clearTimeout(this.holdTimer);
+    this.holdTimer = null;
+    return held;
+  }
+
   takeConsumers(): Consumer[] {
     const out = [...this.orphans, ...this.consumersByLink.keys()];
     for (const [, link] of this.consumersByLink) void link.close().catch(() => undefined);

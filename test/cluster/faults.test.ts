@@ -4,57 +4,11 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import * as amqp from 'amqplib';
-import { Etcd3 } from 'etcd3';
 import { cleanupAll, startEtcd, startNode, type EtcdCluster, type WarrenNode } from './harness';
 import { ConfirmedPublisher, RecordingConsumer, check } from './checker';
+import { declareDurable as declare, setPolicy, waitForRecord } from './ha-fixture';
 
 after(cleanupAll);
-
-interface HaRecord {
-  epoch: number;
-  leader: string;
-  members: string[];
-  isr: string[];
-}
-
-async function waitForRecord(etcd: EtcdCluster, queue: string, ok: (r: HaRecord) => boolean, timeoutMs = 20_000): Promise<HaRecord> {
-  const client = new Etcd3({ hosts: etcd.endpoints });
-  const deadline = Date.now() + timeoutMs;
-  let last: HaRecord | null = null;
-  try {
-    while (Date.now() < deadline) {
-      const v = await client
-        .get(`/warren/ha/${encodeURIComponent('/')}/${encodeURIComponent(queue)}`)
-        .string()
-        .catch(() => null);
-      last = v === null ? last : (JSON.parse(v) as HaRecord);
-      if (last !== null && ok(last)) return last;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  } finally {
-    client.close();
-  }
-  throw new Error(`mirror record of ${queue} never matched; last: ${JSON.stringify(last)}`);
-}
-
-async function setPolicy(node: WarrenNode, pattern: string, definition: Record<string, unknown>): Promise<void> {
-  const res = await fetch(`http://${node.host}:${node.managementPort}/api/policies/%2F/ha`, {
-    method: 'PUT',
-    headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from('guest:guest').toString('base64')}` },
-    body: JSON.stringify({ pattern, definition, 'apply-to': 'queues' }),
-  });
-  assert.ok(res.status === 201 || res.status === 204, `policy PUT answered ${res.status}`);
-}
-
-async function declare(url: string, queue: string): Promise<void> {
-  const conn = await amqp.connect(url);
-  try {
-    const ch = await conn.createChannel();
-    await ch.assertQueue(queue, { durable: true });
-  } finally {
-    await conn.close();
-  }
-}
 
 async function threeNodes(etcd: EtcdCluster, extraArgs: string[] = []): Promise<WarrenNode[]> {
   return Promise.all(['n1', 'n2', 'n3'].map((name, i) => startNode({ etcd: etcd.endpoints, name, host: `127.0.0.${i + 1}`, extraArgs })));
@@ -69,18 +23,28 @@ async function drainAndCheck(publisher: ConfirmedPublisher, consumer: RecordingC
   assert.deepEqual(r.lost, [], `${label}: lost ${r.lost.length} confirmed messages`);
 }
 
+/**
+ * Three nodes, a queue mirrored on all of them and in sync, and a confirmed publisher and a
+ * recording consumer already running against the given nodes (indexes into the three).
+ */
+async function mirroredUnderLoad(queue: string, id: string, publishVia: number[], consumeVia: number[]): Promise<{ etcd: EtcdCluster; nodes: WarrenNode[]; publisher: ConfirmedPublisher; consumer: RecordingConsumer }> {
+  const etcd = await startEtcd({ members: 1 });
+  const nodes = await threeNodes(etcd);
+  await setPolicy(nodes[0]!, 'ha', '^ha\\.', { 'ha-mode': 'all' });
+  await declare(nodes[0]!.url, queue);
+  await waitForRecord(etcd, queue, (r) => r.isr.length === 3);
+  const publisher = new ConfirmedPublisher({ urls: publishVia.map((i) => nodes[i]!.url), queue, publisherId: id });
+  const consumer = new RecordingConsumer({ urls: consumeVia.map((i) => nodes[i]!.url), queue });
+  publisher.start(10);
+  consumer.start();
+  assert.ok(await publisher.waitForConfirmed(300, 20_000), 'no confirms before the fault');
+  return { etcd, nodes, publisher, consumer };
+}
+
 describe('cluster faults, mirrored queues', { timeout: 240_000 }, () => {
   it('a mirror killed: publishes stall at most about the replica timeout, then continue with a smaller in-sync set', async () => {
-    const etcd = await startEtcd({ members: 1 });
-    const [n1, n2, n3] = await threeNodes(etcd);
-    await setPolicy(n1!, '^ha\\.', { 'ha-mode': 'all' });
-    await declare(n1!.url, 'ha.mirrorkill');
-    await waitForRecord(etcd, 'ha.mirrorkill', (r) => r.isr.length === 3);
-    const publisher = new ConfirmedPublisher({ urls: [n1!.url], queue: 'ha.mirrorkill', publisherId: 'm' });
-    const consumer = new RecordingConsumer({ urls: [n1!.url], queue: 'ha.mirrorkill' });
-    publisher.start(10);
-    consumer.start();
-    assert.ok(await publisher.waitForConfirmed(300, 20_000));
+    const { etcd, nodes, publisher, consumer } = await mirroredUnderLoad('ha.mirrorkill', 'm', [0], [0]);
+    const [n1, n2, n3] = nodes;
     const killedAt = Date.now();
     const before = publisher.confirmed.size;
     await n3!.kill();
@@ -97,16 +61,8 @@ describe('cluster faults, mirrored queues', { timeout: 240_000 }, () => {
   });
 
   it('a frozen mirror (SIGSTOP): publishes stall at most about the replica timeout; it rejoins after SIGCONT', async () => {
-    const etcd = await startEtcd({ members: 1 });
-    const [n1, n2, n3] = await threeNodes(etcd);
-    await setPolicy(n1!, '^ha\\.', { 'ha-mode': 'all' });
-    await declare(n1!.url, 'ha.mirrorfreeze');
-    await waitForRecord(etcd, 'ha.mirrorfreeze', (r) => r.isr.length === 3);
-    const publisher = new ConfirmedPublisher({ urls: [n1!.url], queue: 'ha.mirrorfreeze', publisherId: 'z' });
-    const consumer = new RecordingConsumer({ urls: [n1!.url], queue: 'ha.mirrorfreeze' });
-    publisher.start(10);
-    consumer.start();
-    assert.ok(await publisher.waitForConfirmed(300, 20_000));
+    const { etcd, nodes, publisher, consumer } = await mirroredUnderLoad('ha.mirrorfreeze', 'z', [0], [0]);
+    const [n1, n2, n3] = nodes;
     const frozenAt = Date.now();
     const before = publisher.confirmed.size;
     n2!.freeze();
@@ -122,16 +78,8 @@ describe('cluster faults, mirrored queues', { timeout: 240_000 }, () => {
   });
 
   it('a frozen leader (SIGSTOP past its lease) is replaced; on waking it fences itself and loses nothing', async () => {
-    const etcd = await startEtcd({ members: 1 });
-    const [n1, n2, n3] = await threeNodes(etcd);
-    await setPolicy(n1!, '^ha\\.', { 'ha-mode': 'all' });
-    await declare(n1!.url, 'ha.freeze');
-    await waitForRecord(etcd, 'ha.freeze', (r) => r.isr.length === 3);
-    const publisher = new ConfirmedPublisher({ urls: [n2!.url, n3!.url], queue: 'ha.freeze', publisherId: 'f' });
-    const consumer = new RecordingConsumer({ urls: [n3!.url, n2!.url], queue: 'ha.freeze' });
-    publisher.start(10);
-    consumer.start();
-    assert.ok(await publisher.waitForConfirmed(300, 20_000));
+    const { etcd, nodes, publisher, consumer } = await mirroredUnderLoad('ha.freeze', 'f', [1, 2], [2, 1]);
+    const [n1, n2, n3] = nodes;
     n1!.freeze();
     const rec = await waitForRecord(etcd, 'ha.freeze', (r) => r.leader !== 'n1');
     const before = publisher.confirmed.size;
@@ -149,7 +97,7 @@ describe('cluster faults, mirrored queues', { timeout: 240_000 }, () => {
       startNode({ etcd: etcd.endpoints, name: 'n1', host: '127.0.0.1' }),
       startNode({ etcd: etcd.endpoints, name: 'n2', host: '127.0.0.2' }),
     ]);
-    await setPolicy(n1, '^ha\\.', { 'ha-mode': 'all' });
+    await setPolicy(n1, 'ha', '^ha\\.', { 'ha-mode': 'all' });
     await declare(n1.url, 'ha.quorum');
     await waitForRecord(etcd, 'ha.quorum', (r) => r.isr.length === 2);
     const publisher = new ConfirmedPublisher({ urls: [n1.url, n2.url], queue: 'ha.quorum', publisherId: 'q' });
@@ -186,7 +134,7 @@ describe('cluster faults, mirrored queues', { timeout: 240_000 }, () => {
   it('rolling restart of every node under load loses no confirmed message', async () => {
     const etcd = await startEtcd({ members: 1 });
     const nodes = await threeNodes(etcd);
-    await setPolicy(nodes[0]!, '^ha\\.', { 'ha-mode': 'all' });
+    await setPolicy(nodes[0]!, 'ha', '^ha\\.', { 'ha-mode': 'all' });
     await declare(nodes[0]!.url, 'ha.rolling');
     await waitForRecord(etcd, 'ha.rolling', (r) => r.isr.length === 3);
     const urls = nodes.map((n) => n.url);

@@ -4,60 +4,11 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import * as amqp from 'amqplib';
-import { Etcd3 } from 'etcd3';
-import { cleanupAll, startEtcd, startNode, type EtcdCluster, type WarrenNode } from './harness';
+import { cleanupAll, startEtcd, startNode } from './harness';
 import { ConfirmedPublisher, RecordingConsumer, check } from './checker';
+import { declareDurable as declare, GUEST_AUTH, setPolicy, waitForRecord } from './ha-fixture';
 
 after(cleanupAll);
-
-interface HaRecord {
-  epoch: number;
-  leader: string;
-  members: string[];
-  isr: string[];
-}
-
-async function haRecord(etcd: EtcdCluster, queue: string): Promise<HaRecord | null> {
-  const client = new Etcd3({ hosts: etcd.endpoints });
-  try {
-    const v = await client.get(`/warren/ha/${encodeURIComponent('/')}/${encodeURIComponent(queue)}`).string();
-    return v === null ? null : (JSON.parse(v) as HaRecord);
-  } finally {
-    client.close();
-  }
-}
-
-/** Polls etcd (the source of truth for leadership) until `ok` holds. */
-async function waitForRecord(etcd: EtcdCluster, queue: string, ok: (r: HaRecord) => boolean, timeoutMs = 20_000): Promise<HaRecord> {
-  const deadline = Date.now() + timeoutMs;
-  let last: HaRecord | null = null;
-  while (Date.now() < deadline) {
-    last = await haRecord(etcd, queue);
-    if (last !== null && ok(last)) return last;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`mirror record of ${queue} never matched; last: ${JSON.stringify(last)}`);
-}
-
-async function setPolicy(node: WarrenNode, name: string, pattern: string, definition: Record<string, unknown>): Promise<void> {
-  const res = await fetch(`http://${node.host}:${node.managementPort}/api/policies/%2F/${name}`, {
-    method: 'PUT',
-    headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from('guest:guest').toString('base64')}` },
-    body: JSON.stringify({ pattern, definition, 'apply-to': 'queues', priority: 0 }),
-  });
-  assert.ok(res.status === 201 || res.status === 204, `policy PUT answered ${res.status}`);
-}
-
-async function declare(url: string, queue: string): Promise<void> {
-  const conn = await amqp.connect(url);
-  try {
-    const ch = await conn.createChannel();
-    await ch.assertQueue(queue, { durable: true });
-    await ch.close();
-  } finally {
-    await conn.close();
-  }
-}
 
 describe('cluster, mirrored queues', { timeout: 180_000 }, () => {
   it('kill -9 of the leader under load: an in-sync mirror takes over, no confirmed message is lost', async () => {
@@ -69,7 +20,7 @@ describe('cluster, mirrored queues', { timeout: 180_000 }, () => {
     await declare(n1.url, 'ha.kill');
     await waitForRecord(etcd, 'ha.kill', (r) => r.leader === 'n1' && r.isr.length === 3);
     // The management API of any node shows the cluster and the queue's placement.
-    const auth = { authorization: `Basic ${Buffer.from('guest:guest').toString('base64')}` };
+    const auth = { authorization: GUEST_AUTH };
     const nodes = (await (await fetch(`http://${n3.host}:${n3.managementPort}/api/nodes`, { headers: auth })).json()) as Array<{ name: string; running: boolean }>;
     assert.deepEqual(nodes.map((n) => n.name).sort(), ['n1', 'n2', 'n3']);
     const view = (await (await fetch(`http://${n3.host}:${n3.managementPort}/api/queues/%2F/ha.kill`, { headers: auth })).json()) as Record<string, unknown>;
@@ -181,7 +132,7 @@ describe('cluster, mirrored queues', { timeout: 180_000 }, () => {
     await ch.waitForConfirms();
     const res = await fetch(`http://${n1.host}:${n1.managementPort}/api/queues/%2F/ha.manual/actions`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from('guest:guest').toString('base64')}` },
+      headers: { 'content-type': 'application/json', authorization: GUEST_AUTH },
       body: JSON.stringify({ action: 'sync' }),
     });
     assert.equal(res.status, 204);
