@@ -14,6 +14,7 @@
 // Environment (besides BENCH_ROUNDS / BENCH_DURATION): BENCH_CLUSTER_KILLS=12,
 // BENCH_CLUSTER_STOPS=5, BENCH_CLUSTER_RATE=200 (msg/s of the failover publisher).
 
+import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import * as amqp from 'amqplib';
 import { Etcd3 } from 'etcd3';
@@ -162,7 +163,11 @@ function perfOptions(node: WarrenNode, s: ClusterSettings, id: string, prefix: s
 }
 
 /** One or more warren-perf runs at once; values summed (rates) or worst (latencies). */
+/** 1-minute load average before each run: other work on the shared machine shows here. */
+const loads: number[] = [];
+
 async function measurePerf(c: Cluster, runs: PerfOptions[], extra?: () => Promise<Record<string, number>>): Promise<Sample> {
+  loads.push(loadavg()[0]!);
   const cpu0 = c.cpu();
   const out = await Promise.all(runs.map((o) => runPerf(o, { warn: (l) => log(`${o.id}: ${l}`) })));
   const cpu1 = c.cpu();
@@ -548,7 +553,8 @@ export async function runClusterBench(s: ClusterSettings): Promise<string> {
   const L: string[] = ['## Cluster (Warren only)', ''];
   L.push(
     `Run: ${started.toISOString().replace('T', ' ').slice(0, 16)} UTC, ${minutes.toFixed(1)} minutes, \`BENCH_SCENARIOS=cluster BENCH_ROUNDS=${s.rounds} BENCH_DURATION=${s.duration} ` +
-      `BENCH_CLUSTER_KILLS=${s.kills} BENCH_CLUSTER_STOPS=${s.stops} BENCH_CLUSTER_RATE=${s.rate}\`; same machine as above.`,
+      `BENCH_CLUSTER_KILLS=${s.kills} BENCH_CLUSTER_STOPS=${s.stops} BENCH_CLUSTER_RATE=${s.rate}\`; same machine as above; ` +
+      `1-minute load average before each C run ${loads.length ? `${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)} (median ${median(loads).toFixed(1)})` : '–'}.`,
     '',
     'Setup: one etcd member and three Warren nodes (n1, n2, n3 on 127.0.0.1–3, loopback), each its own process with its own',
     'data directory, started by the cluster test harness (test/cluster/harness.ts) with default settings (3 s lease). The load',
