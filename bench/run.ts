@@ -15,6 +15,8 @@
 //                           recovery after kill -9); BENCH_DUR_COUNT=1000000 messages in D3 and D4
 //   BENCH_SCENARIOS=delayed the delayed-message group (X1, Warren only); BENCH_DELAYED_COUNT=1000000,
 //                           BENCH_DELAYED_MIN_MS=30000, BENCH_DELAYED_MAX_MS=60000 (range of x-delay)
+//   BENCH_SCENARIOS=cluster the cluster group (bench/cluster-scenarios.ts: etcd + 3 Warren nodes, Warren
+//                           only); BENCH_CLUSTER_KILLS=12, BENCH_CLUSTER_STOPS=5, BENCH_CLUSTER_RATE=200
 // A run of groups only (e.g. BENCH_SCENARIOS=durability) replaces those groups' sections of the
 // report and leaves the rest of it as it was; a full run keeps the sections of groups it did not run.
 
@@ -350,8 +352,28 @@ async function main(): Promise<void> {
   const started = new Date();
   const rounds = Math.round(envNumber('BENCH_ROUNDS', 3));
   const duration = envNumber('BENCH_DURATION', 5);
-  const s6Rate = envNumber('BENCH_S6_RATE', 20);
   const spec = process.env.BENCH_SCENARIOS || '1-6';
+  // The cluster group brings its own processes (etcd and three nodes), so it is split off here
+  // rather than being scenarios run against the single Warren and RabbitMQ below.
+  const parts = spec.split(',').map((p) => p.trim());
+  const wantCluster = parts.some((p) => p.toLowerCase() === 'cluster' || p === 'all');
+  const rest = parts.filter((p) => p.toLowerCase() !== 'cluster').join(',');
+  const outArg = process.env.BENCH_OUT || 'BENCHMARKS.md';
+  const out = isAbsolute(outArg) ? outArg : join(ROOT, outArg);
+  if (rest !== '') await runBrokers({ started, rounds, duration, spec: rest, out });
+  if (wantCluster) {
+    // Lazy: importing the harness installs its exit and signal handlers.
+    const { runClusterBench, clusterSettings } = await import('./cluster-scenarios');
+    const section = await runClusterBench(clusterSettings(rounds, duration));
+    const old = existsSync(out) ? readFileSync(out, 'utf8') : '# Benchmarks\n';
+    writeFileSync(out, spliceGroup(old, 'cluster', `${groupStart('cluster')}\n${section}\n\n${groupEnd('cluster')}`));
+    log(`wrote ${out}`);
+  }
+}
+
+async function runBrokers(a: { started: Date; rounds: number; duration: number; spec: string; out: string }): Promise<void> {
+  const { started, rounds, duration, spec, out } = a;
+  const s6Rate = envNumber('BENCH_S6_RATE', 20);
   const list = selectScenarios(
     scenarios(s6Rate, {
       s8Count: envNumber('BENCH_S8_COUNT', 1_000_000),
@@ -364,8 +386,6 @@ async function main(): Promise<void> {
     }),
     spec,
   );
-  const outArg = process.env.BENCH_OUT || 'BENCHMARKS.md';
-  const out = isAbsolute(outArg) ? outArg : join(ROOT, outArg);
   const keepLogs = process.env.BENCH_KEEP_LOGS === '1';
 
   const m = await machine();
