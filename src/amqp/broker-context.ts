@@ -28,6 +28,8 @@ export interface BrokerContext {
 export interface ClusterContext {
   /** The home nodes' confirms of the publish just routed (forwards to remote queues), or null. */
   takeForwards(): Promise<void>[] | null;
+  /** False while etcd has been unreachable past this node's lease: metadata changes are refused. */
+  readonly metadataAvailable: boolean;
   /** While true, routing reaches local queues only: a publish forwarded here over a link. */
   localOnly: boolean;
   /** This node's topology changes are in etcd: the reply to the client that made them may go. */

@@ -24,6 +24,10 @@ export function handleTopologyMethod(ch: Channel, m: Method, out?: TopologyRepli
   const access = ch.session.access;
   const conn = ch.conn;
   const reply = out?.reply ?? ((r: Method): void => conn.sendMethod(ch.id, r));
+  if (out !== undefined && conn.broker.cluster?.metadataAvailable === false && changesTopology(m)) {
+    // etcd has been out of reach past our lease: refuse before changing anything here.
+    throw new AmqpError('INTERNAL_ERROR', 'cluster metadata store (etcd) unavailable; try again');
+  }
   const deny = (text: string | undefined): void => {
     if (text !== undefined) throw new AmqpError('ACCESS_REFUSED', text);
   };
@@ -160,6 +164,24 @@ export function handleTopologyMethod(ch: Channel, m: Method, out?: TopologyRepli
       if (!m.noWait) reply({ key: M.QueueDeleteOk, messageCount: count });
       return true;
     }
+    default:
+      return false;
+  }
+}
+
+/** Methods that change shared metadata (passive declares only read it). */
+function changesTopology(m: Method): boolean {
+  switch (m.key) {
+    case M.ExchangeDeclare:
+    case M.QueueDeclare:
+      return !m.passive;
+    case M.ExchangeDelete:
+    case M.ExchangeBind:
+    case M.ExchangeUnbind:
+    case M.QueueBind:
+    case M.QueueUnbind:
+    case M.QueueDelete:
+      return true;
     default:
       return false;
   }

@@ -264,6 +264,10 @@ export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks
     (this.forwards ??= []).push(p);
   }
 
+  get metadataAvailable(): boolean {
+    return !this.ha.isFenced;
+  }
+
   takePending(): Array<Promise<void>> | null {
     return this.takeForwards();
   }
