@@ -12,6 +12,7 @@ import { ChannelConsumer } from './channel-consumer';
 import type { Connection } from './connection';
 import { ContentAssembler } from './content-assembler';
 import { REPLY_TO, REPLY_TO_PREFIX } from './direct-reply';
+import { FrameHold } from './frame-hold';
 import { handleTopologyMethod } from './topology';
 import { MIRROR_EXCHANGE } from '../cluster/mirror-protocol';
 import { Transaction } from './transaction';
@@ -24,9 +25,6 @@ import { EXPIRATION_FLAG, INSPECTED_PROPERTIES, parseExpiration, routingKeysOf }
 
 type State = 'open' | 'closing' | 'closed';
 
-/** Bytes of frames a channel holds during a cluster round trip before the socket stops being read. */
-const HOLD_LIMIT = 4 * 1024 * 1024;
-
 /**
  * An AMQP channel: method dispatch, publishing (with confirms and transactions), consumers,
  * and the delivery tags it owes acks for. Exchange and queue methods live in topology.ts.
@@ -34,6 +32,8 @@ const HOLD_LIMIT = 4 * 1024 * 1024;
 export class Channel {
   private state: State = 'open';
   private readonly assembler = new ContentAssembler();
+  /** Frames held while a cluster round trip is out (see park). */
+  private readonly hold: FrameHold;
   readonly consumers = new Map<string, ChannelConsumer>();
   private readonly unacked = new UnackedDeliveries();
   private readonly timeouts: ConsumerTimeouts;
@@ -52,6 +52,7 @@ export class Channel {
     readonly conn: Connection,
     readonly session: SessionContext,
   ) {
+    this.hold = new FrameHold(conn);
     const channel = this;
     this.timeouts = new ConsumerTimeouts({
       id,
@@ -93,14 +94,8 @@ export class Channel {
   }
 
   onFrame(type: number, buf: Buffer, start: number, end: number): void {
-    if (this.held !== null && this.state === 'open') {
-      this.held.push([type, Buffer.from(buf.subarray(start, end))]);
-      this.heldBytes += end - start;
-      // A client pipelining behind a slow round trip must not fill our memory.
-      if (this.heldBytes > HOLD_LIMIT && !this.holdPaused) {
-        this.holdPaused = true;
-        this.conn.holdBackpressure(true);
-      }
+    if (this.hold.holding && this.state === 'open') {
+      this.hold.add(type, buf, start, end);
       return;
     }
     if (this.state !== 'open') {
@@ -146,15 +141,12 @@ export class Channel {
     }
   }
 
-  /** Frames that arrived while a cluster round trip was out; replayed in order after it. */
-  private held: Array<[number, Buffer]> | null = null;
-
   /**
    * Holds this channel's later frames until `work` (a round trip to etcd or another node)
    * settles, so replies keep the order of the methods, as AMQP requires.
    */
   park(work: Promise<void>): void {
-    this.held ??= [];
+    this.hold.start();
     work.then(
       () => this.unpark(),
       (err: unknown) => {
@@ -164,27 +156,9 @@ export class Channel {
     );
   }
 
-  private heldBytes = 0;
-  private holdPaused = false;
-
   private unpark(): void {
-    const frames = this.held ?? [];
-    this.held = null;
-    this.heldBytes = 0;
-    if (this.holdPaused) {
-      this.holdPaused = false;
-      this.conn.holdBackpressure(false);
-    }
     try {
-      for (let i = 0; i < frames.length; i++) {
-        if (this.held !== null) {
-          // Parked again by a replayed method: the rest waits, still ahead of newer frames.
-          (this.held as Array<[number, Buffer]>).push(...frames.slice(i));
-          break;
-        }
-        const [type, frame] = frames[i]!;
-        this.onFrame(type, frame, 0, frame.length);
-      }
+      this.hold.release(this);
     } catch (err) {
       this.conn.failConnection(err instanceof AmqpError ? err : new AmqpError('INTERNAL_ERROR', String(err)));
     }
