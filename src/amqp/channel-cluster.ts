@@ -1,17 +1,22 @@
 import type { Exchange } from '../core/exchanges/exchange';
 import type { Message } from '../core/message';
 import { AmqpError } from '../protocol/errors';
-import { Method } from '../protocol/spec';
+import type { Queue } from '../core/queue/queue';
+import type { RemoteQueueOps } from '../core/queue/remote';
+import type { FieldTable } from '../protocol/field-table';
+import { M, Method } from '../protocol/spec';
 import type { ClusterContext } from './broker-context';
 import type { Channel } from './channel';
+import type { ChannelConsumer } from './channel-consumer';
 import type { ChannelPublisher } from './channel-publish';
 import { REPLY_TO_PREFIX } from './direct-reply';
 import { handleTopologyMethod } from './topology';
 
 /*
  * The channel paths that exist only in a cluster: publishes whose queues live on other nodes,
- * replication intake from a mirrored queue's leader, and topology methods whose reply waits for
- * etcd. A stand-alone broker never calls into this file.
+ * replication intake from a mirrored queue's leader, topology methods whose reply waits for
+ * etcd, and consume/get on a queue whose home is another node. A stand-alone broker never
+ * calls into this file.
  */
 
 /** routeInCluster's answer when the publish went to other nodes and its return/confirm is settled here. */
@@ -118,4 +123,39 @@ export function handleClusterTopologyMethod(ch: Channel, cluster: ClusterContext
     ),
   );
   return true;
+}
+
+/** basic.consume on another node's queue: consume-ok and deliveries wait for its home node. */
+export function consumeRemote(ch: Channel, remote: RemoteQueueOps, consumer: ChannelConsumer, args: FieldTable, noWait: boolean): void {
+  ch.park(
+    remote.consume(consumer, args, ch.prefetch).then(
+      (accepted) => {
+        if (!ch.isOpen) {
+          remote.cancel(consumer);
+          return;
+        }
+        if (!noWait) ch.conn.sendMethod(ch.id, { key: M.BasicConsumeOk, consumerTag: consumer.tag });
+        ch.consumers.set(consumer.tag, consumer);
+        accepted.start();
+      },
+      (err: unknown) => {
+        throw err instanceof AmqpError ? err.at(60, 20) : err;
+      },
+    ),
+  );
+}
+
+/** basic.get on another node's queue. */
+export function getRemote(ch: Channel, queue: Queue, remote: RemoteQueueOps, noAck: boolean): void {
+  ch.park(
+    remote.get(noAck).then(
+      (got) => {
+        if (got === null) ch.conn.sendMethod(ch.id, { key: M.BasicGetEmpty });
+        else ch.sendGetOk(queue, got.entry, noAck, got.messageCount);
+      },
+      (err: unknown) => {
+        throw err instanceof AmqpError ? err.at(60, 70) : err;
+      },
+    ),
+  );
 }

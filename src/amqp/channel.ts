@@ -6,7 +6,7 @@ import { fieldInt, tableGet, tablePlain } from '../protocol/field-table';
 import { FRAME_BODY, FRAME_HEADER, FRAME_METHOD } from '../protocol/frame-reader';
 import { decodeMethod, M, Method, MethodOf } from '../protocol/spec';
 import type { SessionContext } from './broker-context';
-import { handleClusterTopologyMethod } from './channel-cluster';
+import { consumeRemote, getRemote, handleClusterTopologyMethod } from './channel-cluster';
 import { ChannelConsumer } from './channel-consumer';
 import { ChannelPublisher } from './channel-publish';
 import type { Connection } from './connection';
@@ -80,6 +80,10 @@ export class Channel {
 
   get inConfirmMode(): boolean {
     return this.publisher.confirms !== null;
+  }
+
+  get isOpen(): boolean {
+    return this.state === 'open';
   }
 
   get transactional(): boolean {
@@ -302,24 +306,8 @@ export class Channel {
       throw err instanceof AmqpError ? err.at(60, 20) : err;
     }
     const consumer = new ChannelConsumer(this, queue, tag, m.noAck, m.exclusive, priority, this.prefetchCount, this.conn, args);
-    const remote = queue.remote;
-    if (remote !== null) {
-      this.park(
-        remote.consume(consumer, m.arguments, this.prefetchCount).then(
-          (accepted) => {
-            if (this.state !== 'open') {
-              remote.cancel(consumer);
-              return;
-            }
-            if (!m.noWait) this.conn.sendMethod(this.id, { key: M.BasicConsumeOk, consumerTag: tag });
-            this.consumers.set(tag, consumer);
-            accepted.start();
-          },
-          (err: unknown) => {
-            throw err instanceof AmqpError ? err.at(60, 20) : err;
-          },
-        ),
-      );
+    if (queue.remote !== null) {
+      consumeRemote(this, queue.remote, consumer, m.arguments, m.noWait);
       return;
     }
     // consume-ok must precede the first delivery, and addConsumer delivers synchronously.
@@ -369,17 +357,7 @@ export class Channel {
     const denied = this.session.access.check('read', 'queue', queue.name);
     if (denied !== undefined) throw new AmqpError('ACCESS_REFUSED', denied, 60, 70);
     if (queue.remote !== null) {
-      this.park(
-        queue.remote.get(noAck).then(
-          (got) => {
-            if (got === null) this.conn.sendMethod(this.id, { key: M.BasicGetEmpty });
-            else this.sendGetOk(queue, got.entry, noAck, got.messageCount);
-          },
-          (err: unknown) => {
-            throw err instanceof AmqpError ? err.at(60, 70) : err;
-          },
-        ),
-      );
+      getRemote(this, queue, queue.remote, noAck);
       return;
     }
     const entry = queue.get(noAck);
@@ -390,7 +368,8 @@ export class Channel {
     this.sendGetOk(queue, entry, noAck, queue.messageCount);
   }
 
-  private sendGetOk(queue: Queue, entry: QueueEntry, noAck: boolean, messageCount: number): void {
+  /** basic.get-ok for an entry taken from `queue` (here or, in a cluster, on its home node). */
+  sendGetOk(queue: Queue, entry: QueueEntry, noAck: boolean, messageCount: number): void {
     const tag = this.nextDeliveryTag++;
     if (!noAck) this.track({ tag, queue, entry, consumer: null, deliveredAt: Date.now() });
     this.stats.delivered++;
