@@ -1,48 +1,47 @@
 import { randomBytes } from 'node:crypto';
-import type { Exchange } from '../core/exchanges/exchange';
-import { Message } from '../core/message';
+import type { Message } from '../core/message';
 import type { Queue, QueueEntry } from '../core/queue/queue';
 import { AmqpError } from '../protocol/errors';
 import { fieldInt, tableGet, tablePlain } from '../protocol/field-table';
 import { FRAME_BODY, FRAME_HEADER, FRAME_METHOD } from '../protocol/frame-reader';
-import { decodeProperties, encodeProperties, readExpiration } from '../protocol/properties';
 import { decodeMethod, M, Method, MethodOf } from '../protocol/spec';
 import type { SessionContext } from './broker-context';
+import { consumeRemote, getRemote, handleClusterTopologyMethod } from './channel-cluster';
 import { ChannelConsumer } from './channel-consumer';
+import { ChannelPublisher } from './channel-publish';
 import type { Connection } from './connection';
 import { ContentAssembler } from './content-assembler';
-import { REPLY_TO, REPLY_TO_PREFIX } from './direct-reply';
+import { REPLY_TO } from './direct-reply';
+import { FrameHold } from './frame-hold';
 import { handleTopologyMethod } from './topology';
-import { MIRROR_EXCHANGE } from '../cluster/mirror-protocol';
 import { Transaction } from './transaction';
 import { ConfirmTracker } from './confirms';
 import { validateConsumerPriority } from '../core/queue/arguments';
 import { Delivery, requeueByQueue, UnackedDeliveries } from './unacked';
 import { ConsumerTimeouts } from './consumer-timeout';
-import { EXPIRATION_FLAG, INSPECTED_PROPERTIES, parseExpiration, routingKeysOf } from './publish-properties';
 
 
 type State = 'open' | 'closing' | 'closed';
 
-/** Bytes of frames a channel holds during a cluster round trip before the socket stops being read. */
-const HOLD_LIMIT = 4 * 1024 * 1024;
-
 /**
- * An AMQP channel: method dispatch, publishing (with confirms and transactions), consumers,
- * and the delivery tags it owes acks for. Exchange and queue methods live in topology.ts.
+ * An AMQP channel: method dispatch and lifecycle, consumers, and the delivery tags it owes
+ * acks for. Publishing lives in channel-publish.ts, cluster-only paths in channel-cluster.ts,
+ * exchange and queue methods in topology.ts.
  */
 export class Channel {
   private state: State = 'open';
   private readonly assembler = new ContentAssembler();
+  private readonly publisher = new ChannelPublisher(this);
+  /** Frames held while a cluster round trip is out (see park). */
+  private readonly hold: FrameHold;
   readonly consumers = new Map<string, ChannelConsumer>();
   private readonly unacked = new UnackedDeliveries();
   private readonly timeouts: ConsumerTimeouts;
   private nextDeliveryTag = 1;
   private prefetchCount = 0;
   private globalPrefetch = 0;
-  private confirms: ConfirmTracker | null = null;
   private tx: Transaction<Delivery> | null = null;
-  private replyQueue: Queue | null = null;
+  private directReplyQueue: Queue | null = null;
   readonly stats = { published: 0, delivered: 0, acked: 0 };
   /** For RabbitMQ's '' shortcut: methods naming queue '' mean the channel's last declared queue. */
   lastDeclaredQueue = '';
@@ -52,6 +51,7 @@ export class Channel {
     readonly conn: Connection,
     readonly session: SessionContext,
   ) {
+    this.hold = new FrameHold(conn);
     const channel = this;
     this.timeouts = new ConsumerTimeouts({
       id,
@@ -79,11 +79,20 @@ export class Channel {
   }
 
   get inConfirmMode(): boolean {
-    return this.confirms !== null;
+    return this.publisher.confirms !== null;
+  }
+
+  get isOpen(): boolean {
+    return this.state === 'open';
   }
 
   get transactional(): boolean {
     return this.tx !== null;
+  }
+
+  /** This channel's amq.rabbitmq.reply-to queue, once it consumes from one. */
+  get replyQueue(): Queue | null {
+    return this.directReplyQueue;
   }
 
   expandQueueName(name: string): string {
@@ -93,14 +102,8 @@ export class Channel {
   }
 
   onFrame(type: number, buf: Buffer, start: number, end: number): void {
-    if (this.held !== null && this.state === 'open') {
-      this.held.push([type, Buffer.from(buf.subarray(start, end))]);
-      this.heldBytes += end - start;
-      // A client pipelining behind a slow round trip must not fill our memory.
-      if (this.heldBytes > HOLD_LIMIT && !this.holdPaused) {
-        this.holdPaused = true;
-        this.conn.holdBackpressure(true);
-      }
+    if (this.hold.holding && this.state === 'open') {
+      this.hold.add(type, buf, start, end);
       return;
     }
     if (this.state !== 'open') {
@@ -133,10 +136,10 @@ export class Channel {
         }
       } else if (type === FRAME_HEADER) {
         if (!this.assembler.active) throw new AmqpError('UNEXPECTED_FRAME', `expected method frame, got non method frame instead`);
-        if (this.assembler.header(buf, start, end)) this.completePublishAt();
+        if (this.assembler.header(buf, start, end)) this.completePublish();
       } else if (type === FRAME_BODY) {
         if (!this.assembler.active) throw new AmqpError('UNEXPECTED_FRAME', `expected method frame, got non method frame instead`);
-        if (this.assembler.bodyFrame(buf, start, end)) this.completePublishAt();
+        if (this.assembler.bodyFrame(buf, start, end)) this.completePublish();
       } else {
         throw new AmqpError('FRAME_ERROR', `unknown frame type ${type}`);
       }
@@ -146,15 +149,12 @@ export class Channel {
     }
   }
 
-  /** Frames that arrived while a cluster round trip was out; replayed in order after it. */
-  private held: Array<[number, Buffer]> | null = null;
-
   /**
    * Holds this channel's later frames until `work` (a round trip to etcd or another node)
    * settles, so replies keep the order of the methods, as AMQP requires.
    */
   park(work: Promise<void>): void {
-    this.held ??= [];
+    this.hold.start();
     work.then(
       () => this.unpark(),
       (err: unknown) => {
@@ -164,27 +164,9 @@ export class Channel {
     );
   }
 
-  private heldBytes = 0;
-  private holdPaused = false;
-
   private unpark(): void {
-    const frames = this.held ?? [];
-    this.held = null;
-    this.heldBytes = 0;
-    if (this.holdPaused) {
-      this.holdPaused = false;
-      this.conn.holdBackpressure(false);
-    }
     try {
-      for (let i = 0; i < frames.length; i++) {
-        if (this.held !== null) {
-          // Parked again by a replayed method: the rest waits, still ahead of newer frames.
-          (this.held as Array<[number, Buffer]>).push(...frames.slice(i));
-          break;
-        }
-        const [type, frame] = frames[i]!;
-        this.onFrame(type, frame, 0, frame.length);
-      }
+      this.hold.release(this);
     } catch (err) {
       this.conn.failConnection(err instanceof AmqpError ? err : new AmqpError('INTERNAL_ERROR', String(err)));
     }
@@ -231,11 +213,11 @@ export class Channel {
         return;
       case M.ConfirmSelect:
         if (this.tx !== null) throw new AmqpError('PRECONDITION_FAILED', 'cannot switch from tx to confirm mode', 85, 10);
-        this.confirms ??= new ConfirmTracker(this.id, () => this.conn.requestFlush());
+        this.publisher.confirms ??= new ConfirmTracker(this.id, () => this.conn.requestFlush());
         if (!m.noWait) this.conn.sendMethod(this.id, { key: M.ConfirmSelectOk });
         return;
       case M.TxSelect:
-        if (this.confirms !== null) throw new AmqpError('PRECONDITION_FAILED', 'cannot switch from confirm to tx mode', 90, 10);
+        if (this.publisher.confirms !== null) throw new AmqpError('PRECONDITION_FAILED', 'cannot switch from confirm to tx mode', 90, 10);
         this.tx ??= new Transaction<Delivery>();
         this.conn.sendMethod(this.id, { key: M.TxSelectOk });
         return;
@@ -265,227 +247,27 @@ export class Channel {
         return;
       default: {
         const cluster = this.conn.broker.cluster;
-        if (cluster == null) {
-          if (!handleTopologyMethod(this, m)) throw new AmqpError('COMMAND_INVALID', `unexpected method on channel ${this.id}`, m.key >>> 16, m.key & 0xffff);
-          return;
-        }
-        // In a cluster the reply waits until etcd has the change (read-your-writes from any node).
-        const replies: Method[] = [];
-        const remote: Array<Promise<void>> = [];
-        const out = { reply: (r: Method) => void replies.push(r), defer: (p: Promise<void>) => void remote.push(p) };
-        if (!handleTopologyMethod(this, m, out)) {
-          throw new AmqpError('COMMAND_INVALID', `unexpected method on channel ${this.id}`, m.key >>> 16, m.key & 0xffff);
-        }
-        const classMethod = (err: unknown): never => {
-          throw err instanceof AmqpError ? err.at(m.key >>> 16, m.key & 0xffff) : err;
-        };
-        this.park(
-          Promise.all(remote).catch(classMethod).then(() => cluster.commitTopology()).then(
-            () => {
-              for (const r of replies) this.conn.sendMethod(this.id, r);
-            },
-            (err: unknown) => {
-              if (err instanceof AmqpError) throw err;
-              this.conn.log.warn({ err: (err as Error).message }, 'cluster metadata store unavailable');
-              throw new AmqpError('INTERNAL_ERROR', 'cluster metadata store (etcd) unavailable; try again', m.key >>> 16, m.key & 0xffff);
-            },
-          ),
-        );
+        const handled = cluster == null ? handleTopologyMethod(this, m) : handleClusterTopologyMethod(this, cluster, m);
+        if (!handled) throw new AmqpError('COMMAND_INVALID', `unexpected method on channel ${this.id}`, m.key >>> 16, m.key & 0xffff);
         return;
       }
     }
   }
-
   // ---- publishing ------------------------------------------------------------------------
 
-  private completePublishAt(): void {
+  private completePublish(): void {
+    const a = this.assembler;
+    const p = a.publish!;
+    const properties = a.properties!;
+    const body = a.body!;
+    a.reset();
     try {
-      this.completePublish();
+      this.publisher.publish(p, properties, body, this.tx);
     } catch (err) {
       if (err instanceof AmqpError) err.at(60, 40);
       throw err;
     }
   }
-
-  private completePublish(): void {
-    const a = this.assembler;
-    const p = a.publish!;
-    let properties = a.properties!;
-    const body = a.body!;
-    a.reset();
-    const vhost = this.session.vhost;
-    if (this.conn.isClusterLink && p.exchange === MIRROR_EXCHANGE) {
-      this.mirrorOp(p.routingKey, properties, body);
-      return;
-    }
-    const exchange = vhost.exchanges.get(p.exchange);
-    if (exchange === undefined) throw vhost.noExchange(p.exchange).at(60, 40);
-    const denied = this.session.access.check('write', 'exchange', p.exchange);
-    if (denied !== undefined) throw new AmqpError('ACCESS_REFUSED', denied, 60, 40);
-    if (exchange.type === 'topic') {
-      const topicDenied = this.session.access.checkTopic('write', p.exchange, p.routingKey);
-      if (topicDenied !== undefined) throw new AmqpError('ACCESS_REFUSED', topicDenied, 60, 40);
-    }
-    if (exchange.internal) {
-      throw new AmqpError('ACCESS_REFUSED', `cannot publish to internal exchange '${p.exchange}' in vhost '${vhost.name}'`, 60, 40);
-    }
-    let extraKeys: string[] | null = null;
-    let bcc: string[] | null = null;
-    const flags = properties.length >= 2 ? properties.readUInt16BE(0) : 0;
-    if ((flags & INSPECTED_PROPERTIES) !== 0) {
-      const inspected = this.inspectProperties(properties);
-      properties = inspected.raw;
-      extraKeys = inspected.extraKeys;
-      bcc = inspected.bcc;
-    }
-    this.conn.notePublish();
-    const msg = new Message(p.exchange, p.routingKey, properties, body);
-    msg.bcc = bcc;
-    if ((flags & EXPIRATION_FLAG) !== 0) msg.ttl = parseExpiration(readExpiration(properties, 0, properties.length)!);
-    this.stats.published++;
-    if (this.tx !== null) {
-      this.tx.publishes.push({ exchange, msg, mandatory: p.mandatory, extraKeys });
-      return;
-    }
-    this.route(exchange, msg, p.mandatory, extraKeys);
-  }
-
-  /**
-   * The few properties the broker acts on before routing: user-id must match the login
-   * (RabbitMQ validates it), a reply-to of amq.rabbitmq.reply-to becomes this channel's
-   * reply queue, and CC/BCC headers add routing keys (BCC is stripped before delivery).
-   * The caller only gets here when one of those property flags is set.
-   */
-  private inspectProperties(raw: Buffer): { raw: Buffer; extraKeys: string[] | null; bcc: string[] | null } {
-    const props = decodeProperties(raw, 0, raw.length);
-    let changed = false;
-    let extraKeys: string[] | null = null;
-    let bcc: string[] | null = null;
-    if (props.userId !== undefined && props.userId !== this.conn.userName) {
-      throw new AmqpError('PRECONDITION_FAILED', `user_id property set to '${props.userId}' but authenticated user was '${this.conn.userName}'`, 60, 40);
-    }
-    if (props.replyTo === REPLY_TO) {
-      if (this.replyQueue === null) {
-        throw new AmqpError('PRECONDITION_FAILED', 'fast reply consumer does not exist', 60, 40);
-      }
-      props.replyTo = this.replyQueue.name;
-      changed = true;
-    }
-    if (props.headers !== undefined) {
-      const cc = routingKeysOf(tableGet(props.headers, 'CC'));
-      const bccKeys = routingKeysOf(tableGet(props.headers, 'BCC'));
-      if (cc.length !== 0 || bccKeys.length !== 0) extraKeys = [...cc, ...bccKeys];
-      if (bccKeys.length !== 0) bcc = bccKeys;
-      if (tableGet(props.headers, 'BCC') !== undefined) {
-        props.headers = props.headers.filter(([k]) => k !== 'BCC');
-        changed = true;
-      }
-    }
-    return { raw: changed ? encodeProperties(props) : raw, extraKeys, bcc };
-  }
-
-  private route(exchange: Exchange, msg: Message, mandatory: boolean, extraKeys: string[] | null): void {
-    const vhost = this.session.vhost;
-    const cluster = this.conn.broker.cluster;
-    let routed: number;
-    if (cluster == null) routed = vhost.publish(exchange, msg, extraKeys);
-    else {
-      // A publish forwarded over a link was routed by the sending node: only local queues here.
-      cluster.localOnly = this.conn.isClusterLink;
-      cluster.takeForwards(); // anything left by a publish not made on a channel (dead letters)
-      try {
-        routed = vhost.publish(exchange, msg, extraKeys);
-      } finally {
-        cluster.localOnly = false;
-      }
-      if (routed === 0 && exchange.name === '' && msg.routingKey.startsWith(REPLY_TO_PREFIX) && this.conn.broker.directReply.lookup(msg.routingKey) === undefined) {
-        // A direct reply-to name of another node: the reply goes there.
-        if (cluster.forwardReply(vhost.name, msg)) routed = 1;
-      }
-      const forwards = cluster.takeForwards();
-      if (forwards !== null) {
-        this.routeRemote(msg, mandatory, routed, vhost.lastPublishRejected, forwards);
-        return;
-      }
-    }
-    if (routed === 0 && exchange.name === '' && msg.routingKey.startsWith(REPLY_TO_PREFIX)) {
-      const replyQueue = this.conn.broker.directReply.lookup(msg.routingKey);
-      if (replyQueue !== undefined) {
-        replyQueue.enqueue(msg);
-        routed = 1;
-      }
-    }
-    const rejected = vhost.lastPublishRejected;
-    // A mandatory message held by a delayed exchange is judged when its delay ends.
-    if (mandatory && vhost.lastPublishHeld) msg.returnTo = this;
-    if (vhost.backloggedQueue !== null) {
-      this.conn.throttleFor(vhost.backloggedQueue);
-      vhost.backloggedQueue = null;
-    }
-    if (routed === 0 && mandatory && !rejected) {
-      this.conn.writer.basicReturn(this.id, 312, 'NO_ROUTE', msg.exchange, msg.routingKey, msg.rawProperties, msg.body);
-    }
-    const confirms = this.confirms;
-    if (confirms !== null) {
-      const seq = confirms.next();
-      if (rejected) confirms.rejected(seq);
-      else if (msg.storeId !== 0) this.awaitSync(confirms, seq);
-      else confirms.confirmed(seq);
-    }
-  }
-
-  /** Replication from a mirrored queue's leader: applied, then confirmed after our own fsync. */
-  private mirrorOp(queue: string, properties: Buffer, body: Buffer): void {
-    const stored = this.conn.broker.cluster!.mirrorOp(this.session.vhost.name, queue, properties, body);
-    const confirms = this.confirms;
-    if (confirms === null) return;
-    const seq = confirms.next();
-    if (stored) this.awaitSync(confirms, seq);
-    else confirms.confirmed(seq);
-  }
-
-  /** Some queues were on other nodes: the confirm waits for their home nodes (and local disk). */
-  private routeRemote(msg: Message, mandatory: boolean, routed: number, rejected: boolean, forwards: Array<Promise<void>>): void {
-    if (routed === 0 && mandatory) {
-      this.conn.writer.basicReturn(this.id, 312, 'NO_ROUTE', msg.exchange, msg.routingKey, msg.rawProperties, msg.body);
-    }
-    const confirms = this.confirms;
-    if (confirms === null) {
-      for (const f of forwards) f.catch(() => undefined);
-      return;
-    }
-    const seq = confirms.next();
-    if (rejected) {
-      confirms.rejected(seq);
-      for (const f of forwards) f.catch(() => undefined);
-      return;
-    }
-    const store = this.conn.broker.store;
-    if (msg.storeId !== 0 && store !== null) {
-      forwards.push(new Promise<void>((resolve, reject) => store.afterSync((err) => (err === null ? resolve() : reject(err)))));
-    }
-    confirms.awaitExternal(seq);
-    Promise.all(forwards).then(
-      () => {
-        if (this.confirms === confirms) confirms.external(seq, true);
-      },
-      () => {
-        if (this.confirms === confirms) confirms.external(seq, false);
-      },
-    );
-  }
-
-  /**
-   * A persistent message reached a durable queue: its confirm waits for the group commit.
-   * Registration with the store happens once per channel per I/O turn, in flushConfirms,
-   * after the turn's publishes were appended, so one sync callback covers all of them.
-   */
-  private awaitSync(confirms: ConfirmTracker, seq: number): void {
-    confirms.awaitSync(seq);
-    if (this.unregisteredSyncs++ === 0) this.conn.requestFlush();
-  }
-
-  private unregisteredSyncs = 0;
 
   /** A held mandatory message found no route when its delay ended (see DelayedExchange). */
   returnUnroutable(msg: Message): void {
@@ -494,18 +276,7 @@ export class Channel {
   }
 
   flushConfirms(): void {
-    const confirms = this.confirms;
-    if (confirms === null) return;
-    if (this.unregisteredSyncs !== 0) {
-      const n = this.unregisteredSyncs;
-      this.unregisteredSyncs = 0;
-      this.conn.broker.store!.afterSync((err) => {
-        if (this.confirms !== confirms) return;
-        if (err !== null) this.conn.log.error({ err: err.message }, 'message store sync failed; nacking publishes');
-        confirms.syncedOldest(n, err === null);
-      });
-    }
-    confirms.flush(this.conn.writer);
+    this.publisher.flushConfirms();
   }
 
   // ---- consuming -------------------------------------------------------------------------
@@ -519,8 +290,8 @@ export class Channel {
     let queue: Queue;
     if (m.queue === REPLY_TO) {
       if (!m.noAck) throw new AmqpError('PRECONDITION_FAILED', 'reply consumer cannot acknowledge', 60, 20);
-      if (this.replyQueue !== null) throw new AmqpError('PRECONDITION_FAILED', 'reply consumer already set', 60, 20);
-      queue = this.replyQueue = this.conn.broker.directReply.create(this.session.vhost.name, this.conn);
+      if (this.directReplyQueue !== null) throw new AmqpError('PRECONDITION_FAILED', 'reply consumer already set', 60, 20);
+      queue = this.directReplyQueue = this.conn.broker.directReply.create(this.session.vhost.name, this.conn);
     } else {
       queue = this.session.vhost.queue(this.expandQueueName(m.queue), this.conn);
       const denied = this.session.access.check('read', 'queue', queue.name);
@@ -535,24 +306,8 @@ export class Channel {
       throw err instanceof AmqpError ? err.at(60, 20) : err;
     }
     const consumer = new ChannelConsumer(this, queue, tag, m.noAck, m.exclusive, priority, this.prefetchCount, this.conn, args);
-    const remote = queue.remote;
-    if (remote !== null) {
-      this.park(
-        remote.consume(consumer, m.arguments, this.prefetchCount).then(
-          (accepted) => {
-            if (this.state !== 'open') {
-              remote.cancel(consumer);
-              return;
-            }
-            if (!m.noWait) this.conn.sendMethod(this.id, { key: M.BasicConsumeOk, consumerTag: tag });
-            this.consumers.set(tag, consumer);
-            accepted.start();
-          },
-          (err: unknown) => {
-            throw err instanceof AmqpError ? err.at(60, 20) : err;
-          },
-        ),
-      );
+    if (queue.remote !== null) {
+      consumeRemote(this, queue.remote, consumer, m.arguments, m.noWait);
       return;
     }
     // consume-ok must precede the first delivery, and addConsumer delivers synchronously.
@@ -565,8 +320,8 @@ export class Channel {
     const consumer = this.consumers.get(tag);
     if (consumer === undefined) return;
     this.consumers.delete(tag);
-    if (consumer.queue === this.replyQueue) {
-      this.replyQueue = null;
+    if (consumer.queue === this.directReplyQueue) {
+      this.directReplyQueue = null;
       consumer.queue.delete('deleted');
       return;
     }
@@ -602,17 +357,7 @@ export class Channel {
     const denied = this.session.access.check('read', 'queue', queue.name);
     if (denied !== undefined) throw new AmqpError('ACCESS_REFUSED', denied, 60, 70);
     if (queue.remote !== null) {
-      this.park(
-        queue.remote.get(noAck).then(
-          (got) => {
-            if (got === null) this.conn.sendMethod(this.id, { key: M.BasicGetEmpty });
-            else this.sendGetOk(queue, got.entry, noAck, got.messageCount);
-          },
-          (err: unknown) => {
-            throw err instanceof AmqpError ? err.at(60, 70) : err;
-          },
-        ),
-      );
+      getRemote(this, queue, queue.remote, noAck);
       return;
     }
     const entry = queue.get(noAck);
@@ -623,7 +368,8 @@ export class Channel {
     this.sendGetOk(queue, entry, noAck, queue.messageCount);
   }
 
-  private sendGetOk(queue: Queue, entry: QueueEntry, noAck: boolean, messageCount: number): void {
+  /** basic.get-ok for an entry taken from `queue` (here or, in a cluster, on its home node). */
+  sendGetOk(queue: Queue, entry: QueueEntry, noAck: boolean, messageCount: number): void {
     const tag = this.nextDeliveryTag++;
     if (!noAck) this.track({ tag, queue, entry, consumer: null, deliveredAt: Date.now() });
     this.stats.delivered++;
@@ -676,7 +422,7 @@ export class Channel {
     const tx = this.tx;
     if (tx === null) throw new AmqpError('PRECONDITION_FAILED', 'channel is not transactional', 90, 20);
     const { publishes, settlements } = tx.take();
-    for (const p of publishes) this.route(p.exchange, p.msg, p.mandatory, p.extraKeys);
+    for (const p of publishes) this.publisher.route(p.exchange, p.msg, p.mandatory, p.extraKeys);
     for (const s of settlements) this.apply(s.deliveries, s.kind, s.requeue);
   }
 
@@ -725,11 +471,11 @@ export class Channel {
     const consumers = [...this.consumers.values()];
     this.consumers.clear();
     for (const c of consumers) {
-      if (c.queue === this.replyQueue) c.queue.delete('owner-closed');
+      if (c.queue === this.directReplyQueue) c.queue.delete('owner-closed');
       else if (c.queue.remote !== null) c.queue.remote.cancel(c);
       else c.queue.removeConsumer(c);
     }
-    this.replyQueue = null;
+    this.directReplyQueue = null;
   }
 
   private finish(): void {
