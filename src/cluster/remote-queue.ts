@@ -212,6 +212,7 @@ export class RemoteQueue extends Queue {
     for (const [, link] of this.consumersByLink) void link.close().catch(() => undefined);
     this.consumersByLink.clear();
     this.orphans.clear();
+    this.orphansSettled();
     for (const consumer of moving) {
       const sub = this.subscriptions.get(consumer);
       if (sub === undefined) continue;
@@ -241,6 +242,39 @@ export class RemoteQueue extends Queue {
     return out;
   }
 
+  private retryTimer: NodeJS.Timeout | null = null;
+
+  private resubscribeOrphans(): void {
+    if (this.orphans.size === 0 || this.deleted) {
+      if (this.retryTimer !== null) clearInterval(this.retryTimer);
+      this.retryTimer = null;
+      return;
+    }
+    if (!this.links.isUp(this.home)) return;
+    for (const consumer of [...this.orphans]) {
+      const sub = this.subscriptions.get(consumer);
+      if (sub === undefined) {
+        this.orphans.delete(consumer);
+        continue;
+      }
+      this.orphans.delete(consumer);
+      this.remoteConsume(consumer, sub.args, sub.prefetch).then(
+        (accepted) => {
+          accepted.start();
+          this.orphansSettled();
+        },
+        () => this.orphans.add(consumer),
+      );
+    }
+  }
+
+  /** No consumer waits any more: the give-up timer goes. */
+  private orphansSettled(): void {
+    if (this.orphans.size !== 0 || this.orphanTimer === null) return;
+    clearTimeout(this.orphanTimer);
+    this.orphanTimer = null;
+  }
+
   private lostConsumer(consumer: Consumer): void {
     const sub = this.subscriptions.get(consumer);
     // RabbitMQ's x-cancel-on-ha-failover: the client asked to hear about failovers.
@@ -252,10 +286,16 @@ export class RemoteQueue extends Queue {
       return;
     }
     this.orphans.add(consumer);
+    // The leader may just have fenced itself (etcd out of reach) and come back without a
+    // failover: then nothing rehomes the queue, so try the same home again now and then.
+    this.retryTimer ??= setInterval(() => this.resubscribeOrphans(), 1000);
+    this.retryTimer.unref();
     this.orphanTimer ??= setTimeout(() => {
       this.orphanTimer = null;
       const waiting = [...this.orphans];
       this.orphans.clear();
+      if (this.retryTimer !== null) clearInterval(this.retryTimer);
+      this.retryTimer = null;
       for (const c of waiting) {
         this.subscriptions.delete(c);
         c.cancelledByQueue(this);
