@@ -155,6 +155,20 @@ function buildProgram(io: Io, env: NodeJS.ProcessEnv, run: (action: (g: Globals,
         done(g, `queue '${name}' purged`);
       }),
     );
+  for (const [command, action, what] of [
+    ['sync_queue', 'sync', 'start catching up the mirrors of a mirrored queue that are not in sync (run against its leader)'],
+    ['cancel_sync_queue', 'cancel_sync', 'stop the catch-up of a mirrored queue (its mirrors stay out of sync)'],
+  ] as const) {
+    program
+      .command(`${command} <name>`)
+      .description(what)
+      .action((name: string) =>
+        run(async (g, c) => {
+          await c.post(`/api/queues/${seg(g.vhost)}/${seg(name)}/actions`, { action });
+          done(g, `queue '${name}': ${action} requested`);
+        }),
+      );
+  }
   program
     .command('declare_exchange <name> <type>')
     .description('declare an exchange (direct, fanout, topic, headers, x-delayed-message)')

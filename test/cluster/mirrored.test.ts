@@ -2,6 +2,8 @@
 // log the ids the cluster confirmed, consumers log what they received; after faults every
 // confirmed id must have been received. Duplicates are counted and reported, not hidden.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import * as amqp from 'amqplib';
 import { cleanupAll, startEtcd, startNode } from './harness';
@@ -130,12 +132,10 @@ describe('cluster, mirrored queues', { timeout: 180_000 }, () => {
     // The queue keeps working meanwhile.
     ch.sendToQueue('ha.manual', Buffer.from('new'), { persistent: true });
     await ch.waitForConfirms();
-    const res = await fetch(`http://${n1.host}:${n1.managementPort}/api/queues/%2F/ha.manual/actions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: GUEST_AUTH },
-      body: JSON.stringify({ action: 'sync' }),
-    });
-    assert.equal(res.status, 204);
+    // The operator's sync, through warrenctl (rabbitmqctl's verb).
+    const ctl = join(__dirname, '..', '..', 'src', 'cli', 'warrenctl.js');
+    const out = execFileSync(process.execPath, [ctl, '--url', `http://${n1.host}:${n1.managementPort}`, 'sync_queue', 'ha.manual'], { encoding: 'utf8' });
+    assert.match(out, /sync requested/);
     await waitForRecord(etcd, 'ha.manual', (r) => r.isr.includes('n2'));
     // In sync means it holds everything: kill the leader, the mirror serves all 51.
     await conn.close();
