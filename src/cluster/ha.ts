@@ -227,6 +227,7 @@ export class HaCoordinator {
       if (!r.succeeded || q.deleted || v.queues.get(q.name) !== q) return;
       this.records.set(key, { record, modRevision: r.header.revision });
       const lm = this.attach(v, q, record, policy);
+      q.warmColdTail();
       lm.adopt(q.peekReady(0, q.messageCount));
       lm.setMembers(members);
       this.log.info({ queue: q.name, vhost: v.name, epoch: record.epoch, members }, 'leading mirrored queue');

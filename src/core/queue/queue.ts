@@ -373,6 +373,19 @@ export class Queue {
     return false;
   }
 
+  /**
+   * Turns the cold tail into entries (bytes stay on disk): a mirror about to replicate this
+   * queue names every message by its entry, which the cold tail does not have.
+   */
+  warmColdTail(): void {
+    while (this.cold.length !== 0) {
+      const redelivered = this.cold.peekRedelivered();
+      const e = this.entryFromStore(this.cold.shift(), redelivered);
+      e.msg.pageOut(this.store!);
+      this.ready.push(e);
+    }
+  }
+
   /** Every consumer is cancelled (basic.cancel); the queue stays. A fenced cluster leader does this. */
   cancelConsumers(): void {
     const consumers = this.consumers.clear();
