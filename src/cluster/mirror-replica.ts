@@ -84,6 +84,9 @@ export class MirrorReplicas {
         let stored = false;
         if (this.store !== null && msg.persistent && q?.durable === true) {
           msg.storeId = this.store.publish({ exchange: msg.exchange, routingKey: msg.routingKey, properties: msg.rawProperties, body: msg.body }, [key]);
+          msg.pageable = true;
+          // A mirror needs the bytes only if it is promoted: keep them on disk until then.
+          msg.pageOut(this.store);
           stored = true;
         }
         r.messages.set(h.id, { id: h.id, msg, publishedAt: h.publishedAt });
