@@ -317,14 +317,14 @@ export class MetadataSync {
       for (const q of v.queues.values()) {
         const home = this.host.homeOf(q);
         const record: QueueRecord = { durable: q.durable, autoDelete: q.autoDelete, exclusive: q.exclusiveOwner !== null, arguments: tableJson(q.arguments), home };
-        put(k.metaKey('queue', v.name, q.name), record, leasedQueue(q));
+        put(k.metaKey('queue', v.name, q.name), record, this.leased(q));
       }
       for (const x of v.exchanges.values()) {
         if (x.name === '') continue;
         for (const bnd of x.bindings) {
           const json = bindingJson(bnd);
           const d = bnd.destination;
-          put(k.metaKey('binding', v.name, bindingHash(json)), json, isQueue(d) && leasedQueue(d));
+          put(k.metaKey('binding', v.name, bindingHash(json)), json, isQueue(d) && this.leased(d));
         }
       }
     }
@@ -351,6 +351,17 @@ export class MetadataSync {
     return (JSON.parse(cached) as QueueRecord).home === this.host.homeOf(q);
   }
 
+  /**
+   * Transient and exclusive queues live as long as their home node: their keys hang on its
+   * lease. A mirrored transient queue outlives its leader (a mirror takes over), as in RabbitMQ.
+   */
+  private leased(q: Queue): boolean {
+    if (q.exclusiveOwner !== null) return true;
+    if (q.durable) return false;
+    const mode = this.broker.policies.effective('policy', q.vhost, q.name, 'queue')?.definition['ha-mode'];
+    return mode !== 'all' && mode !== 'exactly' && mode !== 'nodes';
+  }
+
   /** This node took a queue over (promotion): its record names this node as home, now. */
   async claim(vhost: string, name: string): Promise<void> {
     const q = this.broker.vhosts.get(vhost)?.queues.get(name);
@@ -358,16 +369,13 @@ export class MetadataSync {
     const key = this.keys.metaKey('queue', vhost, name);
     const record: QueueRecord = { durable: q.durable, autoDelete: q.autoDelete, exclusive: q.exclusiveOwner !== null, arguments: tableJson(q.arguments), home: this.host.nodeName };
     const value = JSON.stringify(record);
-    if (leasedQueue(q)) await this.lease().put(key).value(value);
+    if (this.leased(q)) await this.lease().put(key).value(value);
     else await this.etcd.put(key).value(value);
     this.cache.set(key, value);
   }
 }
 
-/** Transient and exclusive queues live as long as their home node: their keys hang on its lease. */
-function leasedQueue(q: Queue): boolean {
-  return !q.durable || q.exclusiveOwner !== null;
-}
+
 
 function bindingJson(bnd: import('../core/exchanges/exchange').Binding): Record<string, unknown> {
   const d = bnd.destination;

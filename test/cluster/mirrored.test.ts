@@ -212,4 +212,33 @@ describe('cluster, mirrored queues', { timeout: 180_000 }, () => {
     await n2.stop();
     await etcd.stop();
   });
+
+  it('a mirrored non-durable queue outlives its leader: a mirror takes over with its messages', async () => {
+    const etcd = await startEtcd({ members: 1 });
+    const n1 = await startNode({ etcd: etcd.endpoints, name: 'n1', host: '127.0.0.1' });
+    const n2 = await startNode({ etcd: etcd.endpoints, name: 'n2', host: '127.0.0.2' });
+    await setPolicy(n1, 'ha-transient', '^ha\\.', { 'ha-mode': 'all' });
+    const conn = await amqp.connect(n1.url);
+    const ch = await conn.createConfirmChannel();
+    await ch.assertQueue('ha.transient', { durable: false });
+    await waitForRecord(etcd, 'ha.transient', (r) => r.isr.length === 2);
+    for (let i = 0; i < 100; i++) ch.sendToQueue('ha.transient', Buffer.from(String(i)));
+    await ch.waitForConfirms();
+    await conn.close();
+    await n1.kill();
+    await waitForRecord(etcd, 'ha.transient', (r) => r.leader === 'n2');
+    const c2 = await amqp.connect(n2.url);
+    const ch2 = await c2.createChannel();
+    const deadline = Date.now() + 10_000;
+    let count = -1;
+    while (Date.now() < deadline) {
+      count = await ch2.checkQueue('ha.transient').then((ok) => ok.messageCount);
+      if (count === 100) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(count, 100);
+    await c2.close();
+    await n2.stop();
+    await etcd.stop();
+  });
 });
