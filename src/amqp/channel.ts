@@ -396,7 +396,7 @@ export class Channel {
     }
     const rejected = vhost.lastPublishRejected;
     // A mandatory message held by a delayed exchange is judged when its delay ends.
-    if (mandatory && vhost.lastPublishHeld) msg.returnTo = this;
+    if (mandatory && vhost.lastPublishHeld) vhost.returnHeldTo(this);
     if (vhost.backloggedQueue !== null) {
       this.conn.throttleFor(vhost.backloggedQueue);
       vhost.backloggedQueue = null;
@@ -408,7 +408,10 @@ export class Channel {
     if (confirms !== null) {
       const seq = confirms.next();
       if (rejected) confirms.rejected(seq);
-      else if (msg.storeId !== 0) this.awaitSync(confirms, seq);
+      else if (msg.storeId !== 0 || msg.delayDurable) {
+        if (msg.delayDurable) this.delayedSyncs = true;
+        this.awaitSync(confirms, seq);
+      }
       else confirms.confirmed(seq);
     }
   }
@@ -465,6 +468,8 @@ export class Channel {
   }
 
   private unregisteredSyncs = 0;
+  /** Some of them wait for the delayed-message store's fsync too. */
+  private delayedSyncs = false;
 
   /** A held mandatory message found no route when its delay ended (see DelayedExchange). */
   returnUnroutable(msg: Message): void {
@@ -478,7 +483,9 @@ export class Channel {
     if (this.unregisteredSyncs !== 0) {
       const n = this.unregisteredSyncs;
       this.unregisteredSyncs = 0;
-      this.conn.broker.store!.afterSync((err) => {
+      const delayed = this.delayedSyncs;
+      this.delayedSyncs = false;
+      this.conn.broker.afterSync(delayed, (err) => {
         if (this.confirms !== confirms) return;
         if (err !== null) this.conn.log.error({ err: err.message }, 'message store sync failed; nacking publishes');
         confirms.syncedOldest(n, err === null);
