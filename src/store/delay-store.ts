@@ -1,25 +1,29 @@
 import { createHash } from 'node:crypto';
-import { closeSync, fsyncSync, ftruncateSync, fstatSync, mkdirSync, openSync, read, readdirSync, readSync, renameSync, rmSync, unlinkSync, writeSync } from 'node:fs';
+import { appendFile, appendFileSync, close, closeSync, fsyncSync, ftruncateSync, fstatSync, mkdirSync, open, openSync, read, readdirSync, readSync, renameSync, rmSync, unlink, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { AppendFile } from './append-file';
 import { GroupCommit } from './group-commit';
 import type { StoreLogger, SyncCallback } from './message-store';
 
-// Pending delayed messages live on disk, not in memory. Each delayed exchange's messages are
-// appended to one file per bucket of due time (bucketMs wide); memory holds, per bucket, a
-// counter and a closed file, and only buckets about to come due (lookaheadMs ahead) are read
-// back, into typed arrays of 28 bytes per message (due, seq, where the record is). Bodies are
-// read one by one as they are released. So resident memory grows with the rate of messages
-// coming due, not with how many are pending.
+// Pending delayed messages live on disk, not in memory. Each delayed exchange appends its
+// messages, in publish order, to a log of segment files (one file written and fsynced per
+// group commit, however spread the due times are). Where each message is goes into an index
+// of due-time buckets (bucketMs wide), 32 bytes per message, spilled to one scratch .idx file
+// per bucket in small batches. Memory holds, per bucket, a counter and at most a few KB of
+// unspilled entries, and per log segment a live count. Only buckets about to come due
+// (lookaheadMs ahead) are read back, into typed arrays; bodies are read from the log one by
+// one as they are released. So resident memory grows with the rate of messages coming due,
+// not with how many are pending.
 //
-// Release order is (due, seq) per exchange, seq being publish order. A bucket is read in file
-// order, which is seq order, and sorted by a counting sort on the millisecond within the
-// bucket, which is stable, so equal due times keep publish order without a comparison sort.
+// Release order is (due, seq) per exchange, seq being publish order. A bucket's entries are
+// in seq order (appends are), and a counting sort on the millisecond within the bucket is
+// stable, so equal due times keep publish order without a comparison sort.
 //
 // Durable schedules (persistent messages on durable exchanges) are crash-safe:
-//   - a message is confirmed once its record is fsynced (afterSync);
-//   - a bucket file is unlinked only after every message in it was released and the copies
+//   - a message is confirmed once its log record is fsynced (afterSync);
+//   - the .idx files are derived: every open rebuilds them from the log;
+//   - a log segment is unlinked only after every message in it was released and the copies
 //     the release routed to durable queues are fsynced by the message store (routedDurable);
 //   - the (due, seq) of the last released message is appended to the exchange's watermark
 //     file at the same point, so a restart skips what was already released (exactly once
@@ -28,18 +32,25 @@ import type { StoreLogger, SyncCallback } from './message-store';
 // Messages may not be released before the watermark: a new message whose due time lies
 // before the last released one (the clock stepped back) is moved up to it.
 //
-// Files:  <tag>-<bucket>.dly   header, then records        (tag: hash of the exchange's key)
-//         <tag>.wm             header, then watermarks
+// Files:  <tag>-<segment>.log   header, then records     (tag: hash of the exchange's key)
+//         <tag>-<bucket>.idx    index entries (scratch)
+//         <tag>.wm              header, then watermarks
 //   record     crc u32 · len u32 · due f64 · seq f64 · publishedAt f64 · exchange shortstr ·
 //              routing key shortstr · properties (u32 length + bytes) · bcc count u8 +
 //              shortstrs · body (the rest); crc covers everything after itself
+//   idx entry  due f64 · seq f64 · offset f64 · segment u32 · length u32
 //   watermark  crc u32 · due f64 · seq f64
 
-const BUCKET_MAGIC = 0x594c4457;
+const LOG_MAGIC = 0x474c4457;
 const WM_MAGIC = 0x4d574457;
 const RECORD_FIXED = 32;
 const WM_RECORD = 20;
+const IDX_ENTRY = 32;
 const CHUNK = 1024 * 1024;
+/** Unspilled index entries per bucket before they are appended to its .idx file. */
+const IDX_BATCH = 512;
+/** Allocated bytes of all unspilled tails of a schedule before all of them are spilled. */
+const TAIL_BUDGET = 4 * 1024 * 1024;
 /** A watermark file is rewritten to one record once it grows past this. */
 const WM_ROTATE = 1024 * 1024;
 
@@ -47,16 +58,16 @@ export interface DelayStoreOptions {
   readonly dir: string;
   /** Durable: fsynced, recovered at open. Otherwise scratch: wiped at open, never fsynced. */
   readonly durable: boolean;
-  /** Width of a due-time bucket (one file each). Default 1000 ms. */
+  /** Width of a due-time bucket. Default 1000 ms. */
   readonly bucketMs?: number;
   /** How far ahead of its start a bucket is read back into memory. Default 2 buckets. */
   readonly lookaheadMs?: number;
-  /** Bucket files kept open for appending at once; idle ones beyond are closed. Default 256. */
-  readonly maxOpenFiles?: number;
+  /** A log segment rolls over past this size. Default 64 MiB. */
+  readonly segmentSize?: number;
   readonly logger?: StoreLogger;
   /**
    * Calls back once everything the broker routed so far is durable in the message store:
-   * released messages' own copies must be on disk before their bucket or watermark moves on.
+   * released messages' own copies must be on disk before their segment or watermark goes.
    */
   readonly routedDurable?: (cb: SyncCallback) => void;
 }
@@ -76,29 +87,41 @@ export interface Released extends DelayedRecord {
   readonly seq: number;
 }
 
+interface Segment {
+  readonly no: number;
+  readonly path: string;
+  file: AppendFile;
+  /** Messages in it not yet released. */
+  live: number;
+}
+
 interface Bucket {
   readonly no: number;
   readonly path: string;
-  file: AppendFile | null;
-  /** Logical end of the file (what appends reached). */
-  end: number;
-  /** Messages in the file not yet released. */
+  /** Messages due in it not yet released. */
   pending: number;
   /** Read into the window (or being read): later appends go to the late heap. */
   loaded: boolean;
-  /** The store's append counter at this bucket's last append (for closing idle files). */
-  lastAppend: number;
+  /** Index entries not yet handed to the .idx file. */
+  tail: Buffer | null;
+  tailUsed: number;
+  /** Appends to the .idx file in flight, and who waits for them to end. */
+  writing: number;
+  drained: Array<() => void>;
+  /** The .idx file exists. */
+  spilled: boolean;
 }
 
-/** One bucket's messages in release order, read back from its file. */
+/** One bucket's messages in release order, read back from its index. */
 interface Run {
-  readonly bucket: Bucket;
   readonly due: Float64Array;
   readonly seq: Float64Array;
   readonly offset: Float64Array;
+  readonly segment: Uint32Array;
   readonly length: Uint32Array;
   readonly n: number;
   at: number;
+  readonly bucket: Bucket;
 }
 
 /** A message appended to a bucket that was already read (short delays). */
@@ -106,6 +129,7 @@ interface Late {
   readonly due: number;
   readonly seq: number;
   readonly bucket: Bucket;
+  readonly segment: number;
   readonly offset: number;
   readonly length: number;
 }
@@ -121,6 +145,9 @@ export function scheduleTag(key: string): string {
 /** The schedule of one delayed exchange in one DelayStore. */
 export class DelaySchedule {
   private readonly buckets = new Map<number, Bucket>();
+  private readonly segments = new Map<number, Segment>();
+  private active: Segment | null = null;
+  private nextSegmentNo = 1;
   /** Bucket numbers not yet read, ascending. */
   private unloaded: number[] = [];
   private runs: Run[] = [];
@@ -135,17 +162,22 @@ export class DelaySchedule {
   /** Last released (due, seq); nothing earlier may be released any more. */
   private releasedDue = -Infinity;
   private releasedSeq = -1;
-  /** What the watermark file says (durable) and what recovery skips. */
+  /** What the watermark file says (durable). */
   private persistedDue = -Infinity;
   private persistedSeq = -1;
   private wm: AppendFile | null = null;
-  private emptied: Bucket[] = [];
+  private emptied: Segment[] = [];
   private settling = false;
+  /** Bytes of index entries held in bucket tails, and the tails' allocated size. */
+  private tailBytes = 0;
+  private tailCapacity = 0;
   dropped = false;
+  /** The store is rebuilding the index from the log (spills are synchronous). */
+  recovering = false;
   /** A bucket finished loading: the exchange may release more. */
   onReady: () => void = () => {};
   /** Counters for tests and stats. */
-  readonly counters = { bucketsLoaded: 0, chunksRead: 0, bucketsDeleted: 0, corrupt: 0, lateAppends: 0 };
+  readonly counters = { bucketsLoaded: 0, chunksRead: 0, segmentsDeleted: 0, corrupt: 0, lateAppends: 0, spills: 0 };
 
   constructor(
     private readonly store: DelayStore,
@@ -159,36 +191,98 @@ export class DelaySchedule {
   append(rec: DelayedRecord, due: number, seq: number): void {
     if (this.dropped || this.store.closed) throw new Error('delayed-message schedule is closed');
     if (due < this.releasedDue) due = this.releasedDue;
-    const no = Math.floor(due / this.store.bucketMs);
-    let b = this.buckets.get(no);
-    if (b === undefined) b = this.createBucket(no);
-    const file = this.store.openForAppend(b);
-    const offset = encodeRecord(file, rec, due, seq);
-    const length = file.end - offset;
-    b.end = file.end;
-    b.pending++;
-    b.lastAppend = this.store.appended(file);
+    let seg = this.active;
+    if (seg === null || seg.file.end >= this.store.segmentSize) seg = this.roll();
+    const offset = encodeRecord(seg.file, rec, due, seq);
+    const length = seg.file.end - offset;
+    seg.live++;
+    this.store.appended(seg.file);
+    this.index(due, seq, seg.no, offset, length);
     this.pending++;
     if (seq > this.maxSeq) this.maxSeq = seq;
-    if (b.loaded) {
-      this.counters.lateAppends++;
-      this.pushLate({ due, seq, bucket: b, offset, length });
-    }
   }
 
-  private createBucket(no: number): Bucket {
-    const path = join(this.store.dir, `${this.tag}-${no}.dly`);
-    const b: Bucket = { no, path, file: null, end: 0, pending: 0, loaded: no <= this.loadedThrough, lastAppend: 0 };
-    const file = new AppendFile(path, openSync(path, 'wx+'), 0, this.store.tailCapacity);
-    b.file = file;
-    this.store.fileOpened(b);
-    writeHeader(file, BUCKET_MAGIC, this.key, no, this.store.bucketMs);
-    b.end = file.end;
+  private index(due: number, seq: number, segment: number, offset: number, length: number): void {
+    const no = Math.floor(due / this.store.bucketMs);
+    let b = this.buckets.get(no);
+    if (b === undefined) {
+      b = { no, path: join(this.store.dir, `${this.tag}-${no}.idx`), pending: 0, loaded: no <= this.loadedThrough, tail: null, tailUsed: 0, writing: 0, drained: [], spilled: false };
+      this.buckets.set(no, b);
+      if (!b.loaded) insertSorted(this.unloaded, no);
+    }
+    b.pending++;
+    if (b.loaded) {
+      this.counters.lateAppends++;
+      this.pushLate({ due, seq, bucket: b, segment, offset, length });
+      return;
+    }
+    // Tails start small and double: many buckets with a few entries each must stay cheap.
+    if (b.tail === null || b.tailUsed === b.tail.length) {
+      const size = b.tail === null ? 8 * IDX_ENTRY : b.tail.length * 2;
+      const next = Buffer.allocUnsafe(size);
+      if (b.tail !== null) b.tail.copy(next, 0, 0, b.tailUsed);
+      this.tailCapacity += size - (b.tail?.length ?? 0);
+      b.tail = next;
+    }
+    const t = b.tail;
+    const p = b.tailUsed;
+    t.writeDoubleLE(due, p);
+    t.writeDoubleLE(seq, p + 8);
+    t.writeDoubleLE(offset, p + 16);
+    t.writeUInt32LE(segment, p + 24);
+    t.writeUInt32LE(length, p + 28);
+    b.tailUsed = p + IDX_ENTRY;
+    this.tailBytes += IDX_ENTRY;
+    if (b.tailUsed === IDX_BATCH * IDX_ENTRY) this.spill(b);
+    else if (this.tailCapacity > TAIL_BUDGET) this.spillAll();
+  }
+
+  /** Tails of many buckets add up: past the budget, every bucket spills what it holds. */
+  private spillAll(): void {
+    for (const b of this.buckets.values()) if (b.tail !== null && !b.loaded) this.spill(b);
+  }
+
+  /** Appends a bucket's unspilled entries to its .idx file (thread pool; no fsync: derived). */
+  private spill(b: Bucket): void {
+    const data = b.tail!.subarray(0, b.tailUsed);
+    this.tailBytes -= b.tailUsed;
+    this.tailCapacity -= b.tail!.length;
+    b.tail = null;
+    b.tailUsed = 0;
+    b.spilled = true;
+    this.counters.spills++;
+    if (this.recovering) {
+      // Nothing else runs during recovery: queued asynchronous appends would pile up in memory.
+      appendFileSync(b.path, data);
+      return;
+    }
+    b.writing++;
+    appendFile(b.path, data, (err) => {
+      if (err !== null && !this.dropped) this.store.logger.error({ file: b.path, err: String(err) }, 'could not spill a delayed-message index');
+      if (--b.writing === 0) {
+        const waiting = b.drained;
+        b.drained = [];
+        for (const w of waiting) w();
+      }
+    });
+  }
+
+  private roll(): Segment {
+    const no = this.nextSegmentNo++;
+    const path = join(this.store.dir, `${this.tag}-${no}.log`);
+    const file = new AppendFile(path, openSync(path, 'wx+'), 0, 1024 * 1024);
+    writeHeader(file, LOG_MAGIC, this.key, no, this.store.bucketMs);
+    const seg: Segment = { no, path, file, live: 0 };
+    this.segments.set(no, seg);
+    const old = this.active;
+    this.active = seg;
     this.store.appended(file);
     this.store.directoryChanged();
-    this.buckets.set(no, b);
-    if (!b.loaded) insertSorted(this.unloaded, no);
-    return b;
+    if (old !== null) {
+      old.file.seal();
+      if (old.live === 0) this.emptied.push(old);
+    }
+    return seg;
   }
 
   // ---- the window -----------------------------------------------------------------------
@@ -221,7 +315,7 @@ export class DelaySchedule {
     this.load(b).then(
       () => this.loaded(),
       (err: unknown) => {
-        this.store.logger.error({ file: b.path, err: String(err) }, 'could not read a delayed-message bucket');
+        this.store.logger.error({ file: b.path, err: String(err) }, 'could not read a delayed-message index');
         this.loaded();
       },
     );
@@ -232,69 +326,59 @@ export class DelaySchedule {
     if (!this.dropped && !this.store.closed) this.onReady();
   }
 
-  /** Reads a bucket's record headers in bounded chunks, then orders them by (due, seq). */
+  /** Reads a bucket's index in bounded chunks, then orders it by (due, seq). */
   private async load(b: Bucket): Promise<void> {
     const width = this.store.bucketMs;
     const base = b.no * width;
-    const end = b.end;
-    let cap = Math.max(16, b.pending);
-    let n = 0;
-    let dueOff = new Uint32Array(cap);
-    let seqs = new Float64Array(cap);
-    let offs = new Float64Array(cap);
-    let lens = new Uint32Array(cap);
-    const file = this.store.openForAppend(b);
-    let pos = headerLength(this.key);
-    const chunk = Buffer.allocUnsafe(CHUNK);
-    while (pos < end) {
-      const want = Math.min(CHUNK, end - pos);
-      let got: Buffer;
-      if (pos + want <= file.size) {
-        const k = await readAsync(file.fd, chunk, want, pos);
-        got = chunk.subarray(0, k);
-      } else {
-        got = file.read(pos, want);
-      }
-      if (this.dropped || this.store.closed) return;
-      this.counters.chunksRead++;
-      let p = 0;
-      while (p + RECORD_FIXED <= got.length) {
-        const len = got.readUInt32LE(p + 4);
-        if (len < RECORD_FIXED) throw new Error(`${b.path}: bad record length ${len} at ${pos + p}`);
-        const due = got.readDoubleLE(p + 8);
-        const seq = got.readDoubleLE(p + 16);
-        if (due > this.persistedDue || (due === this.persistedDue && seq > this.persistedSeq)) {
-          if (n === cap) {
-            cap *= 2;
-            dueOff = grow(dueOff, cap);
-            seqs = grow(seqs, cap);
-            offs = grow(offs, cap);
-            lens = grow(lens, cap);
-          }
-          dueOff[n] = Math.min(width - 1, Math.max(0, due - base));
-          seqs[n] = seq;
-          offs[n] = pos + p;
-          lens[n] = len;
-          n++;
+    // Entries still in memory are taken now; later appends go to the late heap.
+    const tail = b.tail === null ? null : b.tail.subarray(0, b.tailUsed);
+    this.tailBytes -= b.tailUsed;
+    this.tailCapacity -= b.tail?.length ?? 0;
+    b.tail = null;
+    b.tailUsed = 0;
+    if (b.writing !== 0) await new Promise<void>((resolve) => b.drained.push(resolve));
+    const parts: Buffer[] = [];
+    if (b.spilled) {
+      const fd = await openAsync(b.path);
+      try {
+        for (let pos = 0; ; ) {
+          const chunk = Buffer.allocUnsafe(CHUNK);
+          const n = await readAsync(fd, chunk, CHUNK, pos);
+          if (this.dropped || this.store.closed) return;
+          this.counters.chunksRead++;
+          if (n === 0) break;
+          parts.push(chunk.subarray(0, n - (n % IDX_ENTRY)));
+          pos += n - (n % IDX_ENTRY);
+          if (n < CHUNK) break;
         }
-        p += len;
+      } finally {
+        close(fd, () => {});
       }
-      // Chunks start at a record; one longer than the chunk is skipped past unread.
-      if (p === 0) throw new Error(`${b.path}: truncated record at ${pos}`);
-      pos += p;
+      // Everything is in memory from here on: the file is not needed again.
+      unlink(b.path, () => {});
+      b.spilled = false;
     }
-    // Stable counting sort on the millisecond within the bucket: file order is seq order.
+    if (tail !== null) parts.push(tail);
+    let n = 0;
+    for (const p of parts) n += p.length / IDX_ENTRY;
+    // Stable counting sort on the millisecond within the bucket: entries are in seq order.
     const starts = new Uint32Array(width + 1);
-    for (let i = 0; i < n; i++) starts[dueOff[i]! + 1]!++;
+    for (const p of parts) for (let o = 0; o < p.length; o += IDX_ENTRY) starts[clampOffset(p.readDoubleLE(o) - base, width) + 1]!++;
     for (let i = 1; i <= width; i++) starts[i]! += starts[i - 1]!;
-    const run: Run = { bucket: b, due: new Float64Array(n), seq: new Float64Array(n), offset: new Float64Array(n), length: new Uint32Array(n), n, at: 0 };
-    for (let i = 0; i < n; i++) {
-      const at = starts[dueOff[i]!]!++;
-      run.due[at] = base + dueOff[i]!;
-      run.seq[at] = seqs[i]!;
-      run.offset[at] = offs[i]!;
-      run.length[at] = lens[i]!;
+    const run: Run = { due: new Float64Array(n), seq: new Float64Array(n), offset: new Float64Array(n), segment: new Uint32Array(n), length: new Uint32Array(n), n, at: 0, bucket: b };
+    let skipped = 0;
+    for (const p of parts) {
+      for (let o = 0; o < p.length; o += IDX_ENTRY) {
+        const due = p.readDoubleLE(o);
+        const at = starts[clampOffset(due - base, width)]!++;
+        run.due[at] = due;
+        run.seq[at] = p.readDoubleLE(o + 8);
+        run.offset[at] = p.readDoubleLE(o + 16);
+        run.segment[at] = p.readUInt32LE(o + 24);
+        run.length[at] = p.readUInt32LE(o + 28);
+      }
     }
+    void skipped;
     this.counters.bucketsLoaded++;
     if (n !== 0) this.runs.push(run);
   }
@@ -330,6 +414,7 @@ export class DelaySchedule {
     const r = this.headRun();
     const l = this.late[0];
     let bucket: Bucket;
+    let segment: number;
     let offset: number;
     let length: number;
     let due: number;
@@ -339,36 +424,42 @@ export class DelaySchedule {
       due = r.due[r.at]!;
       seq = r.seq[r.at]!;
       offset = r.offset[r.at]!;
+      segment = r.segment[r.at]!;
       length = r.length[r.at]!;
       r.at++;
     } else if (l !== undefined) {
       this.popLate();
-      ({ bucket, due, seq, offset, length } = l);
+      ({ bucket, due, seq, segment, offset, length } = l);
     } else {
       return null;
     }
-    bucket.pending--;
+    if (--bucket.pending === 0 && this.buckets.get(bucket.no) === bucket) this.buckets.delete(bucket.no);
     this.pending--;
-    if (bucket.pending === 0) this.emptied.push(bucket);
     this.releasedDue = due;
     this.releasedSeq = seq;
-    const buf = this.store.openForAppend(bucket).read(offset, length);
+    const seg = this.segments.get(segment);
+    if (seg === undefined) {
+      this.counters.corrupt++;
+      return null;
+    }
+    if (--seg.live === 0 && seg !== this.active) this.emptied.push(seg);
+    const buf = seg.file.read(offset, length);
     if (buf.readUInt32LE(0) !== crc32(buf.subarray(4)) || buf.readDoubleLE(16) !== seq) {
       this.counters.corrupt++;
-      this.store.logger.error({ file: bucket.path, offset }, 'corrupt delayed-message record dropped');
+      this.store.logger.error({ file: seg.path, offset }, 'corrupt delayed-message record dropped');
       return null;
     }
     return decodeRecord(buf);
   }
 
   /**
-   * A batch of releases was routed. Emptied buckets go, and the watermark moves, once the
+   * A batch of releases was routed. Emptied segments go, and the watermark moves, once the
    * routed copies are durable (at once for a scratch store: nothing survives a restart).
    */
   settle(): void {
     if (this.settling || this.dropped) return;
     if (!this.store.durable) {
-      for (const b of this.emptied) if (b.pending === 0) this.deleteBucket(b);
+      for (const seg of this.emptied) if (seg.live === 0 && seg !== this.active) this.deleteSegment(seg);
       this.emptied = [];
       return;
     }
@@ -386,7 +477,7 @@ export class DelaySchedule {
         return;
       }
       this.writeWatermark(due, seq);
-      for (const b of emptied) if (b.pending === 0 && this.buckets.get(b.no) === b) this.deleteBucket(b);
+      for (const seg of emptied) if (seg.live === 0 && seg !== this.active && this.segments.get(seg.no) === seg) this.deleteSegment(seg);
       if (this.emptied.length !== 0 || this.releasedSeq !== this.persistedSeq) this.settle();
     });
   }
@@ -416,44 +507,68 @@ export class DelaySchedule {
     this.store.appended(this.wm);
   }
 
-  /** Recovery: what the watermark file said, and a bucket file found on disk. */
+  /** Recovery: what the watermark file said. */
   recoveredWatermark(due: number, seq: number): void {
     this.persistedDue = this.releasedDue = due;
     this.persistedSeq = this.releasedSeq = seq;
     if (seq > this.maxSeq) this.maxSeq = seq;
   }
 
-  recoveredBucket(no: number, path: string, end: number, pending: number, maxSeq: number): void {
-    const b: Bucket = { no, path, file: null, end, pending, loaded: false, lastAppend: 0 };
-    this.buckets.set(no, b);
-    insertSorted(this.unloaded, no);
-    this.pending += pending;
-    if (maxSeq > this.maxSeq) this.maxSeq = maxSeq;
+  /** Recovery: a log segment found on disk, and its live records (visited by the caller). */
+  recoveredSegment(no: number, path: string, end: number): { no: number; live: number } {
+    const file = new AppendFile(path, openSync(path, 'r+'), end, 0);
+    file.seal();
+    const seg: Segment = { no, path, file, live: 0 };
+    this.segments.set(no, seg);
+    if (no >= this.nextSegmentNo) this.nextSegmentNo = no + 1;
+    return seg;
   }
 
-  /** Watermark as the recovery scan should apply it. */
+  recoveredRecord(seg: { no: number; live: number }, due: number, seq: number, offset: number, length: number): void {
+    if (seq > this.maxSeq) this.maxSeq = seq;
+    if (this.isReleased(due, seq)) return;
+    (seg as Segment).live++;
+    this.index(due, seq, seg.no, offset, length);
+    this.pending++;
+  }
+
+  /** Recovery: segments without live records go; index tails are spilled synchronously. */
+  recoveryDone(): void {
+    this.recovering = false;
+    for (const seg of [...this.segments.values()]) {
+      if (seg.live === 0) {
+        this.segments.delete(seg.no);
+        seg.file.close();
+        unlinkSync(seg.path);
+      }
+    }
+  }
+
   isReleased(due: number, seq: number): boolean {
     return due < this.persistedDue || (due === this.persistedDue && seq <= this.persistedSeq);
   }
 
-  private deleteBucket(b: Bucket): void {
-    this.buckets.delete(b.no);
-    // Unlinked now so that a new file for the same bucket can be created; the descriptor
-    // closes once no write round can use it (a write to an unlinked file is harmless).
-    unlinkSync(b.path);
-    if (b.file !== null) this.store.fileClosed(b);
+  private deleteSegment(seg: Segment): void {
+    this.segments.delete(seg.no);
+    unlinkSync(seg.path);
+    this.store.closeLater(seg.file);
     this.store.directoryChanged();
-    this.counters.bucketsDeleted++;
+    this.counters.segmentsDeleted++;
   }
 
   /** The exchange was deleted: every file goes. */
   drop(): void {
     if (this.dropped) return;
     this.dropped = true;
-    for (const b of this.buckets.values()) {
-      rmSync(b.path, { force: true });
-      if (b.file !== null) this.store.fileClosed(b);
+    for (const seg of this.segments.values()) {
+      rmSync(seg.path, { force: true });
+      this.store.closeLater(seg.file);
     }
+    this.segments.clear();
+    this.active = null;
+    for (const b of this.buckets.values()) if (b.spilled || b.writing !== 0) rmSync(b.path, { force: true });
+    // An append still in flight may recreate an .idx file: removed when it ends.
+    for (const b of this.buckets.values()) if (b.writing !== 0) b.drained.push(() => rmSync(b.path, { force: true }));
     this.buckets.clear();
     if (this.wm !== null) this.store.closeLater(this.wm);
     this.wm = null;
@@ -463,6 +578,8 @@ export class DelaySchedule {
     this.runs = [];
     this.late.length = 0;
     this.pending = 0;
+    this.tailBytes = 0;
+    this.tailCapacity = 0;
     this.store.forget(this);
   }
 
@@ -471,15 +588,26 @@ export class DelaySchedule {
     if (this.store.durable && !this.dropped) this.writeWatermark(this.releasedDue, this.releasedSeq);
   }
 
-  /** Bytes this schedule keeps in memory for its messages (window and bookkeeping). */
+  /** Files to close with the store. */
+  files(): AppendFile[] {
+    const out = [...this.segments.values()].map((s) => s.file);
+    if (this.wm !== null) out.push(this.wm);
+    return out;
+  }
+
+  /** Bytes this schedule keeps in memory for its messages (window, tails and bookkeeping). */
   residentBytes(): number {
-    let bytes = this.buckets.size * 160 + this.late.length * 96 + this.unloaded.length * 8;
-    for (const r of this.runs) bytes += r.n * 28;
+    let bytes = this.buckets.size * 200 + this.segments.size * 200 + this.late.length * 100 + this.unloaded.length * 8 + this.tailCapacity;
+    for (const r of this.runs) bytes += r.n * 32;
     return bytes;
   }
 
   get bucketCount(): number {
     return this.buckets.size;
+  }
+
+  get segmentCount(): number {
+    return this.segments.size;
   }
 
   private pushLate(e: Late): void {
@@ -513,6 +641,10 @@ export class DelaySchedule {
   }
 }
 
+function clampOffset(d: number, width: number): number {
+  return d < 0 ? 0 : d >= width ? width - 1 : d;
+}
+
 const SILENT: StoreLogger = { warn() {}, error() {} };
 
 /**
@@ -524,16 +656,13 @@ export class DelayStore {
   readonly durable: boolean;
   readonly bucketMs: number;
   readonly lookaheadMs: number;
+  readonly segmentSize: number;
   readonly logger: StoreLogger;
-  readonly tailCapacity = 64 * 1024;
   closed = false;
-  private readonly maxOpen: number;
   private readonly dirFd: number;
   private readonly commit: GroupCommit;
   private readonly schedules = new Map<string, DelaySchedule>();
-  private readonly open = new Set<Bucket>();
   private toClose: AppendFile[] = [];
-  private evicting = false;
   private readonly routed: (cb: SyncCallback) => void;
 
   private constructor(options: DelayStoreOptions) {
@@ -541,7 +670,7 @@ export class DelayStore {
     this.durable = options.durable;
     this.bucketMs = Math.max(1, Math.floor(options.bucketMs ?? 1000));
     this.lookaheadMs = options.lookaheadMs ?? 2 * this.bucketMs;
-    this.maxOpen = Math.max(2, options.maxOpenFiles ?? 256);
+    this.segmentSize = options.segmentSize ?? 64 * 1024 * 1024;
     this.logger = options.logger ?? SILENT;
     this.routed = options.routedDurable ?? ((cb) => setImmediate(() => cb(null)));
     if (!this.durable) rmSync(this.dir, { recursive: true, force: true });
@@ -576,7 +705,7 @@ export class DelayStore {
     return s;
   }
 
-  /** Keys of the schedules that have pending messages (after recovery). */
+  /** Keys of the schedules known (after recovery: those found on disk). */
   keys(): string[] {
     return [...this.schedules.keys()];
   }
@@ -591,11 +720,7 @@ export class DelayStore {
   residentBytes(): number {
     let n = 0;
     for (const s of this.schedules.values()) n += s.residentBytes();
-    return n + this.open.size * (this.tailCapacity + 200);
-  }
-
-  get openFiles(): number {
-    return this.open.size;
+    return n;
   }
 
   afterSync(cb: SyncCallback): void {
@@ -615,8 +740,7 @@ export class DelayStore {
     for (const s of this.schedules.values()) s.finalWatermark();
     this.closed = true;
     await this.commit.drain();
-    for (const b of this.open) b.file?.close();
-    this.open.clear();
+    for (const s of this.schedules.values()) for (const f of s.files()) f.close();
     for (const f of this.toClose) f.close();
     this.toClose = [];
     for (const s of this.schedules.values()) s.dropped = true;
@@ -626,37 +750,16 @@ export class DelayStore {
 
   // ---- for schedules -------------------------------------------------------------------
 
-  /** Registers an append for the next write round; returns the append counter. */
-  appended(file: AppendFile): number {
+  /** Registers an append for the next write round. */
+  appended(file: AppendFile): void {
     this.commit.touch(file);
     this.commit.appended++;
     this.commit.scheduleTurn();
-    return this.commit.appended;
   }
 
   directoryChanged(): void {
     this.commit.directoryChanged();
     this.commit.scheduleTurn();
-  }
-
-  /** A bucket's file, reopened if it was closed as idle. */
-  openForAppend(b: Bucket): AppendFile {
-    if (b.file === null) {
-      b.file = new AppendFile(b.path, openSync(b.path, 'r+'), b.end, this.tailCapacity);
-      this.fileOpened(b);
-    }
-    return b.file;
-  }
-
-  fileOpened(b: Bucket): void {
-    this.open.add(b);
-    if (this.open.size > this.maxOpen) this.commit.scheduleTurn();
-  }
-
-  fileClosed(b: Bucket): void {
-    this.open.delete(b);
-    if (b.file !== null) this.closeLater(b.file);
-    b.file = null;
   }
 
   /** Closed between write rounds, when no write can be using the descriptor. */
@@ -670,42 +773,20 @@ export class DelayStore {
   }
 
   private betweenWrites(): void {
-    if (this.toClose.length !== 0) {
-      const files = this.toClose;
-      this.toClose = [];
-      for (const f of files) this.commit.closeWhenIdle(f);
-    }
-    if (this.open.size > this.maxOpen && !this.evicting) this.evictIdle();
+    if (this.toClose.length === 0) return;
+    const files = this.toClose;
+    this.toClose = [];
+    for (const f of files) this.commit.closeWhenIdle(f);
   }
 
   /**
-   * Too many open files: closes the least recently appended ones not being read, once a sync
-   * round has covered their last write (closing drops them from the group commit's list).
+   * Reads every log: watermarks first, then segments in order (torn tails cut), rebuilding
+   * the bucket index of the messages the watermark does not cover.
    */
-  private evictIdle(): void {
-    const candidates = [...this.open].filter((b) => !b.loaded).sort((a, b) => a.lastAppend - b.lastAppend);
-    const victims = candidates.slice(0, Math.max(0, this.open.size - Math.floor(this.maxOpen * 0.75)));
-    if (victims.length === 0) return;
-    this.evicting = true;
-    const mark = this.commit.appended;
-    this.commit.register(() => {
-      this.evicting = false;
-      if (this.closed) return;
-      for (const b of victims) {
-        const f = b.file;
-        if (f === null || b.lastAppend > mark || !f.settled || f.queued || !this.open.has(b)) continue;
-        this.open.delete(b);
-        b.file = null;
-        this.commit.closeWhenIdle(f);
-      }
-    });
-  }
-
-  /** Reads every file: watermarks first, then buckets (torn tails cut, released ones removed). */
   private recover(): void {
     const names = readdirSync(this.dir);
     for (const name of names) {
-      if (name.endsWith('.wm.tmp')) rmSync(join(this.dir, name), { force: true });
+      if (name.endsWith('.wm.tmp') || name.endsWith('.idx')) rmSync(join(this.dir, name), { force: true });
     }
     for (const name of names) {
       if (!name.endsWith('.wm')) continue;
@@ -716,27 +797,85 @@ export class DelayStore {
       // Rewritten to one record so the file starts small again.
       writeWatermarkFile(this.dir, join(this.dir, name), got.key, got.due, got.seq, true);
     }
-    let changed = false;
-    for (const name of names) {
-      if (!name.endsWith('.dly')) continue;
+    const logs = names
+      .filter((n) => n.endsWith('.log'))
+      .map((n) => ({ name: n, no: Number(n.slice(n.lastIndexOf('-') + 1, -4)) }))
+      .sort((a, b) => a.no - b.no);
+    for (const { name } of logs) {
       const path = join(this.dir, name);
-      const scanned = scanBucket(path, this.bucketMs, this.logger, (key) => this.schedule(key));
-      if (scanned === null || scanned.pending === 0) {
-        unlinkSync(path);
-        changed = true;
-        continue;
-      }
-      this.schedule(scanned.key).recoveredBucket(scanned.no, path, scanned.end, scanned.pending, scanned.maxSeq);
+      scanSegment(path, this.logger, (key, no, end) => {
+        const s = this.schedule(key);
+        s.recovering = true;
+        const seg = s.recoveredSegment(no, path, end);
+        return (due, seq, offset, length) => s.recoveredRecord(seg, due, seq, offset, length);
+      });
     }
-    if (changed) fsyncSync(this.dirFd);
+    for (const s of this.schedules.values()) s.recoveryDone();
+    fsyncSync(this.dirFd);
+  }
+}
+
+/**
+ * Recovery scan of one log segment: checks every record, cuts a torn or corrupt tail, and
+ * hands each record's position to the schedule that owns the segment.
+ */
+function scanSegment(
+  path: string,
+  logger: StoreLogger,
+  owner: (key: string, no: number, end: number) => (due: number, seq: number, offset: number, length: number) => void,
+): void {
+  const fd = openSync(path, 'r+');
+  try {
+    const size = fstatSync(fd).size;
+    const head = Buffer.alloc(18);
+    if (readSync(fd, head, 0, 18, 0) < 18 || head.readUInt32LE(0) !== LOG_MAGIC) {
+      logger.warn({ file: path }, 'removing a delayed-message log without a header');
+      unlinkSync(path);
+      return;
+    }
+    const no = head.readDoubleLE(4);
+    const kl = head.readUInt16LE(16);
+    const kb = Buffer.alloc(kl);
+    if (readSync(fd, kb, 0, kl, 18) < kl) {
+      unlinkSync(path);
+      return;
+    }
+    const key = kb.toString('utf8');
+    const records: Array<[number, number, number, number]> = [];
+    let pos = 18 + kl;
+    let chunk = Buffer.allocUnsafe(CHUNK);
+    let chunkStart = 0;
+    let chunkLen = 0;
+    const need = (at: number, n: number): boolean => {
+      if (at + n > size) return false;
+      if (at >= chunkStart && at + n <= chunkStart + chunkLen) return true;
+      if (n > chunk.length) chunk = Buffer.allocUnsafe(n);
+      chunkStart = at;
+      chunkLen = readSync(fd, chunk, 0, Math.min(chunk.length, size - at), at);
+      return at + n <= chunkStart + chunkLen;
+    };
+    while (pos < size) {
+      if (!need(pos, RECORD_FIXED)) break;
+      const len = chunk.readUInt32LE(pos - chunkStart + 4);
+      if (len < RECORD_FIXED || !need(pos, len)) break;
+      const o = pos - chunkStart;
+      if (chunk.readUInt32LE(o) !== crc32(chunk.subarray(o + 4, o + len))) break;
+      records.push([chunk.readDoubleLE(o + 8), chunk.readDoubleLE(o + 16), pos, len]);
+      pos += len;
+    }
+    if (pos < size) {
+      logger.warn({ file: path, at: pos, size }, 'cutting a torn or corrupt tail off a delayed-message log');
+      ftruncateSync(fd, pos);
+      fsyncSync(fd);
+    }
+    const visit = owner(key, no, pos);
+    for (const [due, seq, offset, length] of records) visit(due, seq, offset, length);
+  } finally {
+    closeSync(fd);
   }
 }
 
 // ---- encoding ---------------------------------------------------------------------------
-
-function headerLength(key: string): number {
-  return 4 + 8 + 4 + 2 + Buffer.byteLength(key);
-}
 
 function writeHeader(file: AppendFile, magic: number, key: string, no: number, width: number): void {
   const k = Buffer.from(key);
@@ -877,67 +1016,6 @@ function readWatermarkFile(path: string): { key: string; due: number; seq: numbe
   }
 }
 
-/**
- * Recovery scan of one bucket file: checks every record, cuts a torn tail, and counts the
- * messages the watermark does not cover. null for a file that is not a bucket at all.
- */
-function scanBucket(
-  path: string,
-  width: number,
-  logger: StoreLogger,
-  scheduleOf: (key: string) => DelaySchedule,
-): { key: string; no: number; end: number; pending: number; maxSeq: number } | null {
-  const fd = openSync(path, 'r+');
-  try {
-    const size = fstatSync(fd).size;
-    const head = Buffer.alloc(18);
-    if (readSync(fd, head, 0, 18, 0) < 18 || head.readUInt32LE(0) !== BUCKET_MAGIC) return null;
-    const no = head.readDoubleLE(4);
-    if (head.readUInt32LE(12) !== width) {
-      throw new Error(`${path}: written with ${head.readUInt32LE(12)} ms buckets, the store uses ${width} ms`);
-    }
-    const kl = head.readUInt16LE(16);
-    const kb = Buffer.alloc(kl);
-    if (readSync(fd, kb, 0, kl, 18) < kl) return null;
-    const key = kb.toString('utf8');
-    const s = scheduleOf(key);
-    let pos = 18 + kl;
-    let pending = 0;
-    let maxSeq = -1;
-    let chunk = Buffer.allocUnsafe(CHUNK);
-    let chunkStart = 0;
-    let chunkLen = 0;
-    const need = (at: number, n: number): boolean => {
-      if (at + n > size) return false;
-      if (at >= chunkStart && at + n <= chunkStart + chunkLen) return true;
-      if (n > chunk.length) chunk = Buffer.allocUnsafe(n);
-      chunkStart = at;
-      chunkLen = readSync(fd, chunk, 0, Math.min(chunk.length, size - at), at);
-      return at + n <= chunkStart + chunkLen;
-    };
-    while (pos < size) {
-      if (!need(pos, RECORD_FIXED)) break;
-      const len = chunk.readUInt32LE(pos - chunkStart + 4);
-      if (len < RECORD_FIXED || !need(pos, len)) break;
-      const o = pos - chunkStart;
-      if (chunk.readUInt32LE(o) !== crc32(chunk.subarray(o + 4, o + len))) break;
-      const due = chunk.readDoubleLE(o + 8);
-      const seq = chunk.readDoubleLE(o + 16);
-      if (seq > maxSeq) maxSeq = seq;
-      if (!s.isReleased(due, seq)) pending++;
-      pos += len;
-    }
-    if (pos < size) {
-      logger.warn({ file: path, at: pos, size }, 'cutting a torn or corrupt tail off a delayed-message bucket');
-      ftruncateSync(fd, pos);
-      fsyncSync(fd);
-    }
-    return { key, no, end: pos, pending, maxSeq };
-  } finally {
-    closeSync(fd);
-  }
-}
-
 function insertSorted(a: number[], v: number): void {
   let lo = 0;
   let hi = a.length;
@@ -949,14 +1027,14 @@ function insertSorted(a: number[], v: number): void {
   if (a[lo] !== v) a.splice(lo, 0, v);
 }
 
-function grow<T extends Float64Array | Uint32Array>(a: T, cap: number): T {
-  const b = new (a.constructor as new (n: number) => T)(cap);
-  b.set(a);
-  return b;
-}
-
 function readAsync(fd: number, buf: Buffer, length: number, position: number): Promise<number> {
   return new Promise((resolve, reject) => {
     read(fd, buf, 0, length, position, (err, n) => (err === null ? resolve(n) : reject(err)));
+  });
+}
+
+function openAsync(path: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    open(path, 'r', (err, fd) => (err === null ? resolve(fd) : reject(err)));
   });
 }

@@ -86,7 +86,7 @@ describe('delay store', () => {
     assert.deepEqual(withBcc.bcc, ['b1', 'b2']);
     assert.equal(s.pending, 0);
     await settled(store);
-    assert.equal(readdirSync(store.dir).filter((f) => f.endsWith('.dly')).length, 0, 'emptied buckets are deleted');
+    assert.ok(readdirSync(store.dir).filter((f) => f.endsWith('.log')).length <= 1, 'emptied segments are deleted');
     await store.close();
   });
 
@@ -104,7 +104,7 @@ describe('delay store', () => {
     assert.ok(s.counters.bucketsLoaded <= 2, `read ${s.counters.bucketsLoaded} buckets for the first 100 ms`);
     // 100 messages of 560 B per bucket: a bucket is one chunk.
     assert.ok(s.counters.chunksRead <= 2);
-    assert.ok(s.residentBytes() < 50 * 200 + 2 * 100 * 28 + 1000, `resident ${s.residentBytes()} B`);
+    assert.ok(s.residentBytes() < 50 * (200 + 128 * 32) + 2 * 100 * 32 + 1000, `resident ${s.residentBytes()} B`);
     const rest = await releaseUntil(s, T0 + 10_000);
     assert.equal(rest.length, 4900);
     assert.ok(isOrdered([...first, ...rest]));
@@ -173,7 +173,7 @@ describe('delay store', () => {
     // Appended but never written: lost in the crash, and never confirmed.
     for (let i = 500; i < 600; i++) s.append(record(i, 200), T0 + 100 + (i % 30), i);
     // A torn write at the end of one bucket.
-    const bucket = readdirSync(dir).find((f) => f.endsWith('.dly'))!;
+    const bucket = readdirSync(dir).find((f) => f.endsWith('.log'))!;
     const size = statSync(join(dir, bucket)).size;
     appendFileSync(join(dir, bucket), Buffer.alloc(57, 0xee));
     const logger = new CapturingLogger();
@@ -194,7 +194,7 @@ describe('delay store', () => {
     const s = store.schedule(KEY);
     for (let i = 0; i < 10; i++) s.append(record(i, 100), T0 + 1, i);
     await store.close();
-    const bucket = join(dir, readdirSync(dir).find((f) => f.endsWith('.dly'))!);
+    const bucket = join(dir, readdirSync(dir).find((f) => f.endsWith('.log'))!);
     truncateSync(bucket, statSync(bucket).size - 50);
     store = open(dir);
     assert.equal(store.schedule(KEY).pending, 9);
@@ -215,18 +215,38 @@ describe('delay store', () => {
     await store.close();
   });
 
-  it('closes idle bucket files beyond the open-file limit and reopens them on demand', async (t) => {
-    const store = open(tempDir(t, 'delay'), { maxOpenFiles: 8 });
+  it('rolls log segments and deletes each once all its messages are released', async (t) => {
+    const dir = tempDir(t, 'delay');
+    const store = open(dir, { segmentSize: 8 * 1024 });
     const s = store.schedule(KEY);
-    for (let i = 0; i < 400; i++) {
-      s.append(record(i), T0 + 1000 + (i % 40) * 10, i);
-      if (i % 40 === 39) await settled(store);
-    }
+    // Published in order, due in reverse order of publication by segment.
+    for (let i = 0; i < 400; i++) s.append(record(i, 200), T0 + 1000 - Math.floor(i / 40) * 50, i);
+    const logs = (): number => readdirSync(dir).filter((f) => f.endsWith('.log')).length;
+    assert.ok(s.segmentCount >= 10, `${s.segmentCount} segments`);
+    const first = await releaseUntil(s, T0 + 650);
+    assert.equal(first.length, 40 * 3);
     await settled(store);
-    assert.ok(store.openFiles <= 8, `${store.openFiles} files open`);
-    const got = await releaseUntil(s, T0 + 5000);
-    assert.equal(got.length, 400);
+    assert.ok(s.counters.segmentsDeleted >= 2, `${s.counters.segmentsDeleted} deleted`);
+    const rest = await releaseUntil(s, T0 + 5000);
+    assert.equal(rest.length, 280);
+    await settled(store);
+    assert.ok(logs() <= 1, `${logs()} log files left`);
+    await store.close();
+  });
+
+  it('spills the index of far buckets to disk and keeps little of it in memory', async (t) => {
+    const dir = tempDir(t, 'delay');
+    const store = open(dir, { bucketMs: 1000, lookaheadMs: 1000 });
+    const s = store.schedule(KEY);
+    for (let i = 0; i < 20_000; i++) s.append(record(i, 8), T0 + 5000 + (i % 10) * 1000 + (i % 997), i);
+    assert.ok(s.counters.spills >= 30, `${s.counters.spills} spills`);
+    assert.ok(s.residentBytes() < 10 * (200 + 512 * 32) + 2000, `resident ${s.residentBytes()} B for 20,000 pending`);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.ok(readdirSync(dir).filter((f) => f.endsWith('.idx')).length >= 10);
+    const got = await releaseUntil(s, T0 + 100_000);
+    assert.equal(got.length, 20_000);
     assert.ok(isOrdered(got));
+    assert.equal(readdirSync(dir).filter((f) => f.endsWith('.idx')).length, 0, 'read indexes are removed');
     await store.close();
   });
 
