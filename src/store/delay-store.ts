@@ -33,7 +33,7 @@ import type { StoreLogger, SyncCallback } from './message-store';
 // before the last released one (the clock stepped back) is moved up to it.
 //
 // Files:  <tag>-<segment>.log   header, then records     (tag: hash of the exchange's key)
-//         <tag>-<bucket>.idx    index entries (scratch)
+//         <tag>-<n>-<bucket>.idx  index entries (scratch; n tells incarnations apart)
 //         <tag>.wm              header, then watermarks
 //   record     crc u32 · len u32 · due f64 · seq f64 · publishedAt f64 · exchange shortstr ·
 //              routing key shortstr · properties (u32 length + bytes) · bcc count u8 +
@@ -176,6 +176,11 @@ export class DelaySchedule {
   recovering = false;
   /** A bucket finished loading: the exchange may release more. */
   onReady: () => void = () => {};
+  /**
+   * In .idx names: an append still in flight for a dropped schedule must not land in (or
+   * remove) the file of an exchange redeclared under the same name.
+   */
+  private readonly incarnation = ++incarnations;
   /** Counters for tests and stats. */
   readonly counters = { bucketsLoaded: 0, chunksRead: 0, segmentsDeleted: 0, corrupt: 0, lateAppends: 0, spills: 0 };
 
@@ -206,7 +211,7 @@ export class DelaySchedule {
     const no = Math.floor(due / this.store.bucketMs);
     let b = this.buckets.get(no);
     if (b === undefined) {
-      b = { no, path: join(this.store.dir, `${this.tag}-${no}.idx`), pending: 0, loaded: no <= this.loadedThrough, tail: null, tailUsed: 0, writing: 0, drained: [], spilled: false };
+      b = { no, path: join(this.store.dir, `${this.tag}-${this.incarnation}-${no}.idx`), pending: 0, loaded: no <= this.loadedThrough, tail: null, tailUsed: 0, writing: 0, drained: [], spilled: false };
       this.buckets.set(no, b);
       if (!b.loaded) insertSorted(this.unloaded, no);
     }
@@ -640,6 +645,8 @@ export class DelaySchedule {
     a[i] = last;
   }
 }
+
+let incarnations = 0;
 
 function clampOffset(d: number, width: number): number {
   return d < 0 ? 0 : d >= width ? width - 1 : d;
