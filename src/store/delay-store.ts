@@ -168,8 +168,7 @@ export class DelaySchedule {
   private wm: AppendFile | null = null;
   private emptied: Segment[] = [];
   private settling = false;
-  /** Bytes of index entries held in bucket tails, and the tails' allocated size. */
-  private tailBytes = 0;
+  /** Allocated bytes of the buckets' unspilled index tails. */
   private tailCapacity = 0;
   dropped = false;
   /** The store is rebuilding the index from the log (spills are synchronous). */
@@ -237,7 +236,6 @@ export class DelaySchedule {
     t.writeUInt32LE(segment, p + 24);
     t.writeUInt32LE(length, p + 28);
     b.tailUsed = p + IDX_ENTRY;
-    this.tailBytes += IDX_ENTRY;
     if (b.tailUsed === IDX_BATCH * IDX_ENTRY) this.spill(b);
     else if (this.tailCapacity > TAIL_BUDGET) this.spillAll();
   }
@@ -250,7 +248,6 @@ export class DelaySchedule {
   /** Appends a bucket's unspilled entries to its .idx file (thread pool; no fsync: derived). */
   private spill(b: Bucket): void {
     const data = b.tail!.subarray(0, b.tailUsed);
-    this.tailBytes -= b.tailUsed;
     this.tailCapacity -= b.tail!.length;
     b.tail = null;
     b.tailUsed = 0;
@@ -337,7 +334,6 @@ export class DelaySchedule {
     const base = b.no * width;
     // Entries still in memory are taken now; later appends go to the late heap.
     const tail = b.tail === null ? null : b.tail.subarray(0, b.tailUsed);
-    this.tailBytes -= b.tailUsed;
     this.tailCapacity -= b.tail?.length ?? 0;
     b.tail = null;
     b.tailUsed = 0;
@@ -371,7 +367,6 @@ export class DelaySchedule {
     for (const p of parts) for (let o = 0; o < p.length; o += IDX_ENTRY) starts[clampOffset(p.readDoubleLE(o) - base, width) + 1]!++;
     for (let i = 1; i <= width; i++) starts[i]! += starts[i - 1]!;
     const run: Run = { due: new Float64Array(n), seq: new Float64Array(n), offset: new Float64Array(n), segment: new Uint32Array(n), length: new Uint32Array(n), n, at: 0, bucket: b };
-    let skipped = 0;
     for (const p of parts) {
       for (let o = 0; o < p.length; o += IDX_ENTRY) {
         const due = p.readDoubleLE(o);
@@ -383,7 +378,6 @@ export class DelaySchedule {
         run.length[at] = p.readUInt32LE(o + 28);
       }
     }
-    void skipped;
     this.counters.bucketsLoaded++;
     if (n !== 0) this.runs.push(run);
   }
@@ -583,7 +577,6 @@ export class DelaySchedule {
     this.runs = [];
     this.late.length = 0;
     this.pending = 0;
-    this.tailBytes = 0;
     this.tailCapacity = 0;
     this.store.forget(this);
   }
