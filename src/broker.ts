@@ -1,6 +1,7 @@
 import { createServer, Server, Socket } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { tmpdir } from 'node:os';
 import { UserStore } from './auth/users';
 import { Connection } from './amqp/connection';
 import { DirectReplyRegistry } from './amqp/direct-reply';
@@ -14,6 +15,9 @@ import { LimitStore } from './core/limits';
 import { createLogger, Logger } from './observability/logger';
 import type { MessageStore } from './store/message-store';
 import { SegmentStore } from './store/segment-store';
+import { DelayStore } from './store/delay-store';
+import { DelayedExchange, type DelayStores } from './core/exchanges/delayed';
+import type { SyncCallback } from './store/message-store';
 import { DefinitionsStore } from './store/definitions-store';
 import { DurableMetadata } from './metadata';
 import { restoreMessages } from './recovery';
@@ -62,6 +66,8 @@ export class Broker implements BrokerContext {
   readonly pager: TransientPager;
   /** Persistent messages of durable queues; null when running in memory (no dataDir). */
   readonly store: MessageStore | null;
+  /** Pending delayed messages (durable: persistent ones on durable exchanges; scratch: the rest). */
+  readonly delays: DelayStores & { close(): Promise<void> };
   /** The definitions file for durable metadata; null when running in memory. */
   private readonly metadata: DurableMetadata | null;
   private metadataTimer: NodeJS.Timeout | null = null;
@@ -87,6 +93,25 @@ export class Broker implements BrokerContext {
             segmentSize: 16 * 1024 * 1024,
             logger: this.logger.child({ component: 'store' }),
           });
+    const durableDelays =
+      config.dataDir === null || this.store === null
+        ? null
+        : DelayStore.open({
+            dir: join(config.dataDir, 'delayed'),
+            durable: true,
+            logger: this.logger.child({ component: 'delayed' }),
+            routedDurable: (cb) => this.store!.afterSync(cb),
+          });
+    let scratch: DelayStore | null = null;
+    const scratchDir = config.dataDir === null ? join(tmpdir(), `warren-delayed-${process.pid}-${Date.now()}`) : join(config.dataDir, 'delayed-scratch');
+    this.delays = {
+      durable: durableDelays,
+      scratch: () => (scratch ??= DelayStore.open({ dir: scratchDir, durable: false, logger: this.logger.child({ component: 'delayed-scratch' }) })),
+      close: async () => {
+        await durableDelays?.close();
+        await scratch?.close();
+      },
+    };
     this.alarms = new ResourceAlarms({
       memoryHighWatermark: config.memoryHighWatermark,
       diskFreeLimit: config.diskFreeLimit,
@@ -123,6 +148,27 @@ export class Broker implements BrokerContext {
     if (this.store !== null) restoreMessages(this, this.store);
   }
 
+  /**
+   * cb runs once the publishes made so far are durable: in the message store, and also in the
+   * delayed-message store when `delayed` (a held persistent message is only there).
+   */
+  afterSync(delayed: boolean, cb: SyncCallback): void {
+    const store = this.store!;
+    const delays = this.delays.durable;
+    if (!delayed || delays === null) {
+      store.afterSync(cb);
+      return;
+    }
+    let left = 2;
+    let error: Error | null = null;
+    const one = (err: Error | null): void => {
+      error ??= err;
+      if (--left === 0) cb(error);
+    };
+    store.afterSync(one);
+    delays.afterSync(one);
+  }
+
   /** Something durable changed outside the vhost model's own hooks (e.g. a vhost was removed). */
   metadataChanged(): void {
     this.metadata?.markDirty();
@@ -148,7 +194,7 @@ export class Broker implements BrokerContext {
     let v = this.vhosts.get(name);
     if (v === undefined) {
       const listener = { durableChanged: () => this.metadata?.markDirty(), topologyChanged: () => this.cluster?.markDirty() };
-      v = new VHost(name, this.policies, this.store, listener, this.pager);
+      v = new VHost(name, this.policies, this.store, listener, this.pager, this.delays);
       this.vhosts.set(name, v);
       this.metadata?.markDirty();
       this.cluster?.markDirty();
@@ -279,7 +325,11 @@ export class Broker implements BrokerContext {
     await this.cluster?.stop();
     if (this.metadataTimer !== null) clearInterval(this.metadataTimer);
     this.persistMetadata();
+    // No releases once the store closes; the delayed store closes after it, so its final
+    // watermark covers only releases whose routed copies the store has synced.
+    for (const v of this.vhosts.values()) for (const x of v.exchanges.values()) if (x instanceof DelayedExchange) x.stopTimers();
     await this.store?.close();
+    await this.delays.close();
     await this.pager.close();
   }
 }

@@ -4,22 +4,45 @@ import { readExpiration } from './protocol/properties';
 import type { MessageStore } from './store/message-store';
 import { DelayedExchange, parseDelayedStoreKey } from './core/exchanges/delayed';
 
-/** Messages a durable delayed exchange held at the crash are held again, keeping their due times. */
-function restoreDelayed(broker: Broker, store: MessageStore, key: string, where: { vhost: string; exchange: string }, ids: Float64Array): number {
+/**
+ * Delayed messages stored in the message store by versions before the delayed-message store:
+ * held again (written to the exchange's schedule, keeping their due times); the old copies go
+ * once the schedule has them on disk.
+ */
+function migrateDelayed(broker: Broker, store: MessageStore, key: string, where: { vhost: string; exchange: string }, ids: Float64Array): number {
   const x = broker.vhosts.get(where.vhost)?.exchanges.get(where.exchange);
-  if (!(x instanceof DelayedExchange)) {
+  const delays = broker.delays.durable;
+  if (!(x instanceof DelayedExchange) || delays === null) {
     store.deleteQueue(key);
     return 0;
   }
   for (const id of ids) {
     const m = store.read(id);
-    const msg = new Message(m.exchange, m.routingKey, m.properties, m.body);
-    msg.storeId = id;
-    msg.pageable = true;
-    x.restore(msg, m.publishedAt);
-    msg.pageOut(store);
+    x.restore(new Message(m.exchange, m.routingKey, m.properties, m.body), m.publishedAt);
   }
+  delays.afterSync((err) => {
+    if (err === null) store.deleteQueue(key);
+  });
   return ids.length;
+}
+
+/** Schedules left on disk by exchanges that are gone (deleted while the broker was down). */
+function dropOrphanSchedules(broker: Broker): number {
+  const delays = broker.delays.durable;
+  if (delays === null) return 0;
+  let pending = 0;
+  for (const key of delays.keys()) {
+    const where = parseDelayedStoreKey(key);
+    const x = where === undefined ? undefined : broker.vhosts.get(where.vhost)?.exchanges.get(where.exchange);
+    const s = delays.schedule(key);
+    if (x instanceof DelayedExchange && x.durable) {
+      pending += s.pending;
+      continue;
+    }
+    if (s.pending !== 0) broker.logger.warn({ exchange: where?.exchange, messages: s.pending }, 'dropping delayed messages of an exchange that no longer exists');
+    s.drop();
+  }
+  return pending;
 }
 
 /**
@@ -33,7 +56,7 @@ export function restoreMessages(broker: Broker, store: MessageStore): void {
   for (const [key, recovered] of store.recover()) {
     const delayed = parseDelayedStoreKey(key);
     if (delayed !== undefined) {
-      restored += restoreDelayed(broker, store, key, delayed, recovered.ids);
+      restored += migrateDelayed(broker, store, key, delayed, recovered.ids);
       continue;
     }
     const split = key.indexOf('\u0000');
@@ -56,5 +79,7 @@ export function restoreMessages(broker: Broker, store: MessageStore): void {
       restored++;
     }
   }
+  const delayed = dropOrphanSchedules(broker);
+  if (delayed !== 0) broker.logger.info({ messages: delayed }, 'recovered pending delayed messages');
   if (restored !== 0) broker.logger.info({ messages: restored, ms: Date.now() - started }, 'recovered persistent messages');
 }

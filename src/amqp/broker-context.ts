@@ -3,7 +3,7 @@ import type { Config } from '../config';
 import type { VHost } from '../core/vhost';
 import type { Logger } from '../observability/logger';
 import type { DirectReplyRegistry } from './direct-reply';
-import type { MessageStore } from '../store/message-store';
+import type { MessageStore, SyncCallback } from '../store/message-store';
 import type { LimitStore } from '../core/limits';
 
 /** What the AMQP layer needs from the broker; passed in, never global. */
@@ -16,6 +16,8 @@ export interface BrokerContext {
   readonly directReply: DirectReplyRegistry;
   /** Null when running in memory: persistent messages are then confirmed like transient ones. */
   readonly store: MessageStore | null;
+  /** cb once publishes so far are durable (with `delayed`, in the delayed-message store too). */
+  afterSync(delayed: boolean, cb: SyncCallback): void;
   /** Vhost and user limits (max connections, queues, channels). */
   readonly limits?: LimitStore;
   /** Durable metadata changed by this turn's methods is saved before replies go out. */

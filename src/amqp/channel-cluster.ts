@@ -72,9 +72,9 @@ function routeRemote(pub: ChannelPublisher, msg: Message, mandatory: boolean, ro
     for (const f of forwards) f.catch(() => undefined);
     return;
   }
-  const store = ch.conn.broker.store;
-  if (msg.storeId !== 0 && store !== null) {
-    forwards.push(new Promise<void>((resolve, reject) => store.afterSync((err) => (err === null ? resolve() : reject(err)))));
+  const broker = ch.conn.broker;
+  if ((msg.storeId !== 0 && broker.store !== null) || msg.delayDurable) {
+    forwards.push(new Promise<void>((resolve, reject) => broker.afterSync(msg.delayDurable, (err) => (err === null ? resolve() : reject(err)))));
   }
   confirms.awaitExternal(seq);
   Promise.all(forwards).then(

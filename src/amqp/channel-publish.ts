@@ -21,6 +21,8 @@ export class ChannelPublisher {
   /** Non-null once confirm.select was received. */
   confirms: ConfirmTracker | null = null;
   private unregisteredSyncs = 0;
+  /** Some of them wait for the delayed-message store's fsync too. */
+  private delayedSyncs = false;
 
   constructor(readonly ch: Channel) {}
 
@@ -121,7 +123,7 @@ export class ChannelPublisher {
     }
     const rejected = vhost.lastPublishRejected;
     // A mandatory message held by a delayed exchange is judged when its delay ends.
-    if (mandatory && vhost.lastPublishHeld) msg.returnTo = ch;
+    if (mandatory && vhost.lastPublishHeld) vhost.returnHeldTo(ch);
     if (vhost.backloggedQueue !== null) {
       conn.throttleFor(vhost.backloggedQueue);
       vhost.backloggedQueue = null;
@@ -133,8 +135,10 @@ export class ChannelPublisher {
     if (confirms !== null) {
       const seq = confirms.next();
       if (rejected) confirms.rejected(seq);
-      else if (msg.storeId !== 0) this.awaitSync(confirms, seq);
-      else confirms.confirmed(seq);
+      else if (msg.storeId !== 0 || msg.delayDurable) {
+        if (msg.delayDurable) this.delayedSyncs = true;
+        this.awaitSync(confirms, seq);
+      } else confirms.confirmed(seq);
     }
   }
 
@@ -155,7 +159,9 @@ export class ChannelPublisher {
     if (this.unregisteredSyncs !== 0) {
       const n = this.unregisteredSyncs;
       this.unregisteredSyncs = 0;
-      conn.broker.store!.afterSync((err) => {
+      const delayed = this.delayedSyncs;
+      this.delayedSyncs = false;
+      conn.broker.afterSync(delayed, (err) => {
         if (this.confirms !== confirms) return;
         if (err !== null) conn.log.error({ err: err.message }, 'message store sync failed; nacking publishes');
         confirms.syncedOldest(n, err === null);

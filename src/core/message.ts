@@ -20,6 +20,8 @@ export class Message {
   /** A delayed exchange already held this message; route it now. */
   delayReleased = false;
   delayHeld = false;
+  /** A durable delayed exchange wrote it to its schedule: the confirm waits for that fsync. */
+  delayDurable = false;
   /** Every queue it was routed to keeps it in the store, so its bytes may leave memory. */
   pageable = false;
   /**

@@ -4,7 +4,7 @@ import { FieldTable, encodeTable, tableGet, fieldString } from '../protocol/fiel
 import { Binding, Destination, Exchange, ExchangeOptions, isQueue } from './exchanges/exchange';
 import { createExchange, isExchangeType } from './exchanges/registry';
 import { DefaultExchange } from './exchanges/default';
-import { DelayedExchange } from './exchanges/delayed';
+import { DelayedExchange, fallbackDelayStores, type DelayStores, type ReturnTarget } from './exchanges/delayed';
 import type { Message } from './message';
 import { DeadLetterReason, EnqueueOutcome, Queue, QueueDeletedReason, QueueObserver, QueueOptions } from './queue/queue';
 import { effectiveSettings, QueueSettings } from './queue/settings';
@@ -65,6 +65,7 @@ export class VHost implements QueueObserver {
     private readonly store: MessageStore | null = null,
     private readonly listener: VHostListener = {},
     private readonly pager: TransientPager | null = null,
+    private readonly delays: DelayStores = fallbackDelayStores,
   ) {
     const opts = { durable: true, autoDelete: false, internal: false, arguments: [] as FieldTable };
     this.exchanges.set('', new DefaultExchange(name, opts, this.queues));
@@ -106,7 +107,10 @@ export class VHost implements QueueObserver {
       }
     }
     const x = createExchange(d.type, this.name, d.name, d);
-    if (x instanceof DelayedExchange) x.release = (dx, msg) => this.publishReleased(dx, msg);
+    if (x instanceof DelayedExchange) {
+      x.release = (dx, msg) => this.publishReleased(dx, msg);
+      x.attach(this.delays);
+    }
     this.exchanges.set(d.name, x);
     this.changed(x.durable);
     return x;
@@ -282,17 +286,9 @@ export class VHost implements QueueObserver {
     }
     queues.length = 0;
     if (this.deadLetters.hasPending && !nested) this.deadLetters.flush();
-    if (held && n === 0) {
-      // A delayed exchange took it: routed, as far as the publisher knows. Persistent messages
-      // held by a durable delayed exchange are stored so they survive a restart.
-      const x = this.heldBy!;
-      if (this.store !== null && x.durable && msg.persistent && msg.storeId === 0) {
-        msg.storeId = this.storeMessage(msg, [x.storeKey]);
-        msg.pageable = true;
-        msg.pageOut(this.store);
-      }
-      return 1;
-    }
+    // A delayed exchange took it (and wrote it to its schedule): routed, as far as the
+    // publisher knows.
+    if (held && n === 0) return 1;
     return this.lastPublishRejected ? accepted : n;
   }
 
@@ -300,15 +296,14 @@ export class VHost implements QueueObserver {
   private publishReleased(x: DelayedExchange, msg: Message): void {
     if (x.deleted) return;
     const extra = publishedRoutingKeys(msg).slice(1);
-    // The stored copy under the exchange is settled once the queues have their own.
-    const heldId = msg.storeId;
-    msg.load();
-    msg.storeId = 0;
-    msg.pageable = false;
     const routed = this.publish(x, msg, extra.length === 0 ? null : extra);
-    if (heldId !== 0) this.store?.ack(x.storeKey, heldId);
     if (routed === 0 && msg.returnTo !== null) msg.returnTo.returnUnroutable(msg);
     msg.returnTo = null;
+  }
+
+  /** The last publish was a held mandatory message: its return, if any, goes to `to`. */
+  returnHeldTo(to: ReturnTarget): void {
+    if (this.held) this.heldBy?.returnHeldTo(to);
   }
 
   /** True when the last publish was taken by a delayed exchange (routing happens later). */
@@ -489,6 +484,7 @@ export class VHost implements QueueObserver {
     this.changed(x.durable);
     if (x instanceof DelayedExchange) {
       x.dispose();
+      // Messages stored by versions that kept delayed messages in the message store.
       this.store?.deleteQueue(x.storeKey);
     }
     this.exchanges.delete(x.name);

@@ -65,6 +65,8 @@ export class GroupCommit {
     private readonly dirFd: number,
     private readonly hooks: CommitHooks,
     private readonly retryMs: number,
+    /** False for scratch files that a restart discards anyway: writes, but no fsync. */
+    private readonly syncFiles = true,
   ) {}
 
   /** Registers a file that was (or is about to be) appended to for the next write round. */
@@ -200,6 +202,10 @@ export class GroupCommit {
   /** Starts a sync round if none is running and there is something to sync or someone waiting. */
   private kick(): void {
     if (this.syncing) return;
+    if (!this.syncFiles) {
+      this.dirty = [];
+      this.dirDirty = false;
+    }
     if (this.dirty.length === 0 && !this.dirDirty) {
       this.synced = this.written;
       this.release();

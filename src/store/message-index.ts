@@ -16,6 +16,12 @@ export class MessageIndex {
   private readonly pages = new Map<number, Page>();
   private lastNo = -1;
   private last: Page | undefined;
+  /**
+   * The page new ids land in. It is kept when it empties: a queue consumed as fast as it is
+   * fed (auto-ack, or delayed messages as they are released) would otherwise free and
+   * allocate a 48 KB page for nearly every message.
+   */
+  private newestNo = -1;
   /** Live messages. */
   count = 0;
 
@@ -24,6 +30,11 @@ export class MessageIndex {
     let page = this.page(no);
     if (page === undefined) {
       page = new Page();
+      if (no > this.newestNo) {
+        const previous = this.pages.get(this.newestNo);
+        if (previous !== undefined && previous.live === 0) this.pages.delete(this.newestNo);
+        this.newestNo = no;
+      }
       this.pages.set(no, page);
       this.lastNo = no;
       this.last = page;
@@ -72,7 +83,7 @@ export class MessageIndex {
     page.slots[i] = refs - 1;
     if (refs !== 1) return false;
     this.count--;
-    if (--page.live === 0) {
+    if (--page.live === 0 && no !== this.newestNo) {
       this.pages.delete(no);
       if (this.lastNo === no) {
         this.lastNo = -1;
