@@ -36,6 +36,8 @@ class Follower {
   /** Replication acks the leader's publishers wait for. */
   readonly waiters = new Set<Waiter>();
   inflight = 0;
+  /** Bumped when the mirror is dropped: acks of operations sent before no longer count. */
+  gen = 0;
   /** When the oldest unconfirmed operation was sent (0 when none is out). */
   waitingSince = 0;
 
@@ -226,13 +228,16 @@ export class LeaderMirror implements QueueMirrorHook {
   /** Sends one operation; the returned promise settles with the mirror's confirm. */
   private send(f: Follower, properties: Buffer, body: Buffer): Promise<void> {
     if (f.inflight++ === 0) f.waitingSince = Date.now();
+    const gen = f.gen;
     const done = this.channelOf(f).then((c) => c.publish(MIRROR_EXCHANGE, this.queue.name, false, properties, body));
     done.then(
       () => {
+        if (f.gen !== gen) return;
         f.inflight--;
         f.waitingSince = f.inflight === 0 ? 0 : Date.now();
       },
       (err: Error) => {
+        if (f.gen !== gen) return;
         f.inflight--;
         this.evict(f, err.message);
       },
@@ -353,6 +358,7 @@ export class LeaderMirror implements QueueMirrorHook {
     const wasInSync = f.inSync;
     f.inSync = false;
     f.syncing = false;
+    f.gen++;
     f.inflight = 0;
     f.waitingSince = 0;
     const ch = f.channel;

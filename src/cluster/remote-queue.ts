@@ -107,9 +107,36 @@ export class RemoteQueue extends Queue {
 
   override enqueue(msg: Message): EnqueueOutcome {
     this.stats.published++;
-    if (!this.links.isUp(this.home) && this.links.isMirrored(this.vhost, this.name)) this.hold(msg);
-    else this.links.forward(this.home, this.vhost, msg);
+    if (!this.links.isMirrored(this.vhost, this.name)) this.links.forward(this.home, this.vhost, msg);
+    else if (!this.links.isUp(this.home)) this.hold(msg);
+    else this.forwardOrHold(msg);
     return EnqueueOutcome.Accepted;
+  }
+
+  /**
+   * A mirrored queue's leader may have died without etcd knowing yet (its lease still runs):
+   * a publish the link could not deliver waits for the next leader instead of being nacked.
+   * A nack from the leader itself (overflow, fenced) stays a nack.
+   */
+  private forwardOrHold(msg: Message): void {
+    const home = this.home;
+    const pending = new Promise<void>((resolve, reject) => {
+      this.links.forwardOnce(home, this.vhost, msg).then(resolve, (err: Error) => {
+        if (err.message === 'nacked' || this.deleted || !this.links.isMirrored(this.vhost, this.name)) reject(err);
+        else if (this.home !== home) this.links.forwardOnce(this.home, this.vhost, msg).then(resolve, reject);
+        else this.heldPublishes.push({ msg, resolve, reject }), this.armHoldTimer();
+      });
+    });
+    pending.catch(() => undefined);
+    this.links.addPending(pending);
+  }
+
+  private armHoldTimer(): void {
+    this.holdTimer ??= setTimeout(() => {
+      this.holdTimer = null;
+      this.releaseHeld(null);
+    }, HOLD_MS);
+    this.holdTimer.unref();
   }
 
   private heldPublishes: HeldPublish[] = [];
@@ -129,11 +156,7 @@ export class RemoteQueue extends Queue {
     const pending = new Promise<void>((resolve, reject) => this.heldPublishes.push({ msg, resolve, reject }));
     pending.catch(() => undefined);
     this.links.addPending(pending);
-    this.holdTimer ??= setTimeout(() => {
-      this.holdTimer = null;
-      this.releaseHeld(null);
-    }, HOLD_MS);
-    this.holdTimer.unref();
+    this.armHoldTimer();
   }
 
   /** Held publishes go to the new leader (or are refused when none came in time). */
