@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { appendFile, appendFileSync, close, closeSync, fsyncSync, ftruncateSync, fstatSync, mkdirSync, open, openSync, read, readdirSync, readSync, renameSync, rmSync, unlink, unlinkSync, writeSync } from 'node:fs';
+import { open as openPromise, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { AppendFile } from './append-file';
@@ -110,6 +111,8 @@ interface Bucket {
   drained: Array<() => void>;
   /** The .idx file exists. */
   spilled: boolean;
+  /** Bytes handed to the .idx file so far (peek reads exactly this much once writes end). */
+  fileBytes: number;
 }
 
 /** One bucket's messages in release order, read back from its index. */
@@ -155,6 +158,8 @@ export class DelaySchedule {
   /** Highest bucket number read or being read. */
   private loadedThrough = -Infinity;
   private loadingNo = Infinity;
+  /** Settles once the bucket being read (loadingNo) is in the window. */
+  private loading: Promise<void> | null = null;
   /** Messages not yet released. */
   pending = 0;
   /** Highest seq ever appended (or recovered); the exchange continues after it. */
@@ -210,7 +215,7 @@ export class DelaySchedule {
     const no = Math.floor(due / this.store.bucketMs);
     let b = this.buckets.get(no);
     if (b === undefined) {
-      b = { no, path: join(this.store.dir, `${this.tag}-${this.incarnation}-${no}.idx`), pending: 0, loaded: no <= this.loadedThrough, tail: null, tailUsed: 0, writing: 0, drained: [], spilled: false };
+      b = { no, path: join(this.store.dir, `${this.tag}-${this.incarnation}-${no}.idx`), pending: 0, loaded: no <= this.loadedThrough, tail: null, tailUsed: 0, writing: 0, drained: [], spilled: false, fileBytes: 0 };
       this.buckets.set(no, b);
       if (!b.loaded) insertSorted(this.unloaded, no);
     }
@@ -252,6 +257,7 @@ export class DelaySchedule {
     b.tail = null;
     b.tailUsed = 0;
     b.spilled = true;
+    b.fileBytes += data.length;
     this.counters.spills++;
     if (this.recovering) {
       // Nothing else runs during recovery: queued asynchronous appends would pile up in memory.
@@ -314,7 +320,7 @@ export class DelaySchedule {
     b.loaded = true;
     this.loadingNo = no;
     if (no > this.loadedThrough) this.loadedThrough = no;
-    this.load(b).then(
+    this.loading = this.load(b).then(
       () => this.loaded(),
       (err: unknown) => {
         this.store.logger.error({ file: b.path, err: String(err) }, 'could not read a delayed-message index');
@@ -325,6 +331,7 @@ export class DelaySchedule {
 
   private loaded(): void {
     this.loadingNo = Infinity;
+    this.loading = null;
     if (!this.dropped && !this.store.closed) this.onReady();
   }
 
@@ -449,6 +456,179 @@ export class DelaySchedule {
       return null;
     }
     return decodeRecord(buf);
+  }
+
+  // ---- listing (read only) --------------------------------------------------------------
+
+  /**
+   * The next `count` pending messages in release order, read without changing anything: no
+   * bucket is loaded or released, no file is removed, no counter moves. The window (runs and
+   * late heap) is copied; buckets not yet read are read from their .idx files in bounded
+   * asynchronous chunks plus their unspilled tails, bucket after bucket only until `count` are
+   * found; records are read from the log asynchronously (a record still in a write buffer is
+   * copied from memory). Releases and appends go on meanwhile, so the answer is approximate
+   * at its edges: a message released while listing may still be shown or be left out, and one
+   * appended while listing shows only if its bucket is read after the append (a message due
+   * before a bucket already read is missed).
+   */
+  async peek(count: number): Promise<Array<{ due: number; seq: number; record: DelayedRecord }>> {
+    return this.readEntries(await this.peekEntries(count));
+  }
+
+  private async peekEntries(count: number): Promise<PeekEntry[]> {
+    const out: PeekEntry[] = [];
+    if (count <= 0) return out;
+    // A bucket being read is in neither the window nor its file's reach: wait for it.
+    while (this.loading !== null) await this.loading;
+    if (this.dropped || this.store.closed) return out;
+    // Everything in memory belongs to buckets up to loadedThrough, all before unread ones.
+    let prev = this.loadedThrough;
+    out.push(...this.windowEntries(null, count));
+    while (out.length < count) {
+      const no = this.nextBucketAfter(prev);
+      if (no === Infinity) break;
+      out.push(...(await this.bucketEntries(no, count - out.length)));
+      if (this.dropped || this.store.closed) break;
+      prev = no;
+    }
+    return out;
+  }
+
+  /** The first k entries in memory (of one bucket, or of all), in release order. */
+  private windowEntries(bucket: Bucket | null, k: number): PeekEntry[] {
+    const out: PeekEntry[] = [];
+    // Runs are disjoint, in bucket order, each sorted.
+    for (const r of this.runs) {
+      if (out.length >= k) break;
+      if (bucket !== null && r.bucket !== bucket) continue;
+      for (let i = r.at; i < r.n && out.length < k; i++) {
+        out.push({ due: r.due[i]!, seq: r.seq[i]!, segment: r.segment[i]!, offset: r.offset[i]!, length: r.length[i]! });
+      }
+    }
+    const late: PeekEntry[] = [];
+    for (const l of this.late) if (bucket === null || l.bucket === bucket) late.push({ due: l.due, seq: l.seq, segment: l.segment, offset: l.offset, length: l.length });
+    if (late.length === 0) return out;
+    return [...out, ...late].sort(comparePeek).slice(0, k);
+  }
+
+  /** The lowest bucket number after prev that may hold pending messages (Infinity: none). */
+  private nextBucketAfter(prev: number): number {
+    const u = this.unloaded;
+    let lo = 0;
+    let hi = u.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (u[mid]! <= prev) lo = mid + 1;
+      else hi = mid;
+    }
+    let best = lo < u.length ? u[lo]! : Infinity;
+    if (this.loadedThrough > prev) {
+      // Buckets read into the window since the listing started.
+      if (this.loadingNo > prev && this.loadingNo < best) best = this.loadingNo;
+      for (const r of this.runs) if (r.at < r.n && r.bucket.no > prev && r.bucket.no < best) best = r.bucket.no;
+      for (const l of this.late) if (l.bucket.no > prev && l.bucket.no < best) best = l.bucket.no;
+    }
+    return best;
+  }
+
+  /** The first k pending entries of bucket no, wherever they are now. */
+  private async bucketEntries(no: number, k: number): Promise<PeekEntry[]> {
+    for (;;) {
+      if (this.dropped || this.store.closed) return [];
+      if (this.loadingNo === no && this.loading !== null) {
+        await this.loading;
+        continue;
+      }
+      const b = this.buckets.get(no);
+      if (b === undefined) return [];
+      if (b.loaded) return this.windowEntries(b, k);
+      const got = await this.readBucket(b, k);
+      if (got !== null) return got;
+      // The loader took the bucket meanwhile: its entries are in the window now.
+    }
+  }
+
+  /**
+   * Reads an unread bucket's .idx file in chunks, keeping the k earliest entries, then adds
+   * its unspilled tail. Null when the bucket was loaded meanwhile (the caller looks again).
+   */
+  private async readBucket(b: Bucket, k: number): Promise<PeekEntry[] | null> {
+    const best = new Earliest(k);
+    let fh: FileHandle | null = null;
+    let pos = 0;
+    try {
+      for (;;) {
+        if (b.loaded || this.dropped || this.store.closed) return null;
+        if (b.writing !== 0) {
+          // Bytes being appended are neither in the tail nor surely in the file yet.
+          await new Promise<void>((resolve) => b.drained.push(resolve));
+          continue;
+        }
+        const end = b.fileBytes;
+        if (pos >= end) {
+          // All spilled entries are read and nothing is in flight: file + tail is the bucket.
+          if (b.tail !== null) best.add(b.tail, b.tailUsed);
+          return best.result();
+        }
+        if (fh === null) {
+          try {
+            fh = await openPromise(b.path, 'r');
+          } catch {
+            return null;
+          }
+          continue;
+        }
+        const len = Math.min(CHUNK, end - pos);
+        const chunk = Buffer.allocUnsafe(len);
+        const { bytesRead } = await fh.read(chunk, 0, len, pos);
+        if (b.loaded || this.dropped || this.store.closed) return null;
+        const whole = bytesRead - (bytesRead % IDX_ENTRY);
+        if (whole === 0) {
+          // Should not happen (those bytes were written); answer what there is.
+          if (b.tail !== null) best.add(b.tail, b.tailUsed);
+          return best.result();
+        }
+        best.add(chunk, whole);
+        pos += whole;
+      }
+    } finally {
+      if (fh !== null) await fh.close().catch(() => {});
+    }
+  }
+
+  /** Reads the records of entries, skipping those released (and their segment gone) meanwhile. */
+  private async readEntries(entries: readonly PeekEntry[]): Promise<Array<{ due: number; seq: number; record: DelayedRecord }>> {
+    const out: Array<{ due: number; seq: number; record: DelayedRecord }> = [];
+    const handles = new Map<number, FileHandle | null>();
+    try {
+      for (const e of entries) {
+        if (this.dropped || this.store.closed) break;
+        const seg = this.segments.get(e.segment);
+        if (seg === undefined) continue;
+        let buf: Buffer;
+        if (e.offset + e.length <= seg.file.size) {
+          let fh = handles.get(e.segment);
+          if (fh === undefined) {
+            fh = await openPromise(seg.path, 'r').catch(() => null);
+            handles.set(e.segment, fh);
+          }
+          if (fh === null) continue;
+          buf = Buffer.allocUnsafe(e.length);
+          const { bytesRead } = await fh.read(buf, 0, e.length, e.offset);
+          if (bytesRead < e.length) continue;
+        } else {
+          // Not written yet: copied from the segment's buffers (one record, bounded).
+          if (this.segments.get(e.segment) !== seg) continue;
+          buf = seg.file.read(e.offset, e.length);
+        }
+        if (buf.length < RECORD_FIXED || buf.readUInt32LE(0) !== crc32(buf.subarray(4)) || buf.readDoubleLE(16) !== e.seq) continue;
+        const { due, seq, ...record } = decodeRecord(buf);
+        out.push({ due, seq, record });
+      }
+    } finally {
+      for (const fh of handles.values()) if (fh !== null) await fh.close().catch(() => {});
+    }
+    return out;
   }
 
   /**
@@ -640,6 +820,52 @@ export class DelaySchedule {
 }
 
 let incarnations = 0;
+
+/** An index entry as peek() collects it. */
+interface PeekEntry {
+  readonly due: number;
+  readonly seq: number;
+  readonly segment: number;
+  readonly offset: number;
+  readonly length: number;
+}
+
+function comparePeek(a: PeekEntry, b: PeekEntry): number {
+  return a.due - b.due || a.seq - b.seq;
+}
+
+/** Keeps the k earliest (due, seq) of index entries fed in any order; memory O(k). */
+class Earliest {
+  private items: PeekEntry[] = [];
+  private worst: PeekEntry | null = null;
+
+  constructor(private readonly k: number) {}
+
+  /** Adds the index entries in buf[0, bytes). */
+  add(buf: Buffer, bytes: number): void {
+    for (let o = 0; o + IDX_ENTRY <= bytes; o += IDX_ENTRY) {
+      const due = buf.readDoubleLE(o);
+      const seq = buf.readDoubleLE(o + 8);
+      const w = this.worst;
+      if (w !== null && (due > w.due || (due === w.due && seq >= w.seq))) continue;
+      this.items.push({ due, seq, offset: buf.readDoubleLE(o + 16), segment: buf.readUInt32LE(o + 24), length: buf.readUInt32LE(o + 28) });
+      if (this.items.length >= 2 * this.k) this.trim();
+    }
+  }
+
+  private trim(): void {
+    this.items.sort(comparePeek);
+    if (this.items.length >= this.k) {
+      this.items.length = this.k;
+      this.worst = this.items[this.k - 1]!;
+    }
+  }
+
+  result(): PeekEntry[] {
+    this.trim();
+    return this.items;
+  }
+}
 
 function clampOffset(d: number, width: number): number {
   return d < 0 ? 0 : d >= width ? width - 1 : d;

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { enc, managementSuite, uniq } from './fixture';
+import { addUser, enc, managementSuite, uniq, waitFor } from './fixture';
 
 const mgmt = managementSuite();
 
@@ -190,5 +190,65 @@ describe('delayed-message exchanges', () => {
     const r = await mgmt.api(`/api/exchanges/%2F/${x}`);
     assert.equal(r.json.messages_delayed, 3);
     assert.equal((await mgmt.api(`/api/exchanges/%2F/${x}`, { method: 'DELETE' })).status, 204);
+  });
+
+  it('lists held messages in due order with /delayed, without releasing them', async () => {
+    const x = uniq('delayed');
+    const q = uniq('dq');
+    assert.equal((await mgmt.api(`/api/exchanges/%2F/${x}`, { method: 'PUT', body: { type: 'x-delayed-message', arguments: { 'x-delayed-type': 'direct' } } })).status, 201);
+    assert.equal((await mgmt.api(`/api/queues/%2F/${q}`, { method: 'PUT', body: {} })).status, 201);
+    assert.equal((await mgmt.api(`/api/bindings/%2F/e/${x}/q/${q}`, { method: 'POST', body: { routing_key: 'k' } })).status, 201);
+    // Delays far apart, so due order differs from publish order (ties are the store test's).
+    const sent: Array<[string, number]> = [['c', 1500], ['a', 900], ['d', 1800], ['b', 1200]];
+    for (const [payload, delay] of sent) {
+      const r = await mgmt.api(`/api/exchanges/%2F/${x}/publish`, {
+        method: 'POST',
+        body: { routing_key: 'k', payload, payload_encoding: 'string', properties: { content_type: 'text/plain', headers: { 'x-delay': delay } } },
+      });
+      assert.equal(r.status, 200);
+    }
+    const binary = await mgmt.api(`/api/exchanges/%2F/${x}/publish`, {
+      method: 'POST',
+      body: { routing_key: 'k', payload: Buffer.from([0xff, 0xfe, 0x00, 0x41]).toString('base64'), payload_encoding: 'base64', properties: { headers: { 'x-delay': 2100 } } },
+    });
+    assert.equal(binary.status, 200);
+
+    const r = await mgmt.api(`/api/exchanges/%2F/${x}/delayed`);
+    assert.equal(r.status, 200);
+    assert.deepEqual(r.json.map((m: { payload: string }) => m.payload), ['a', 'b', 'c', 'd', Buffer.from([0xff, 0xfe, 0x00, 0x41]).toString('base64')]);
+    const first = r.json[0];
+    assert.deepEqual(Object.keys(first).sort(), ['due', 'due_in_ms', 'exchange', 'payload', 'payload_bytes', 'payload_encoding', 'properties', 'routing_key', 'x_delay'].sort());
+    assert.equal(first.x_delay, 900);
+    assert.equal(first.exchange, x);
+    assert.equal(first.routing_key, 'k');
+    assert.equal(first.payload_bytes, 1);
+    assert.equal(first.payload_encoding, 'string');
+    assert.deepEqual(first.properties, { content_type: 'text/plain', headers: { 'x-delay': 900 } });
+    assert.equal(typeof first.due_in_ms, 'number');
+    assert.ok(!Number.isNaN(Date.parse(first.due)));
+    for (let i = 1; i < r.json.length; i++) assert.ok(Date.parse(r.json[i - 1].due) <= Date.parse(r.json[i].due));
+    assert.equal(r.json[4].payload_encoding, 'base64');
+    assert.equal(r.json[4].payload_bytes, 4);
+
+    // count, encoding and truncate as for /get.
+    const two = await mgmt.api(`/api/exchanges/%2F/${x}/delayed?count=2&encoding=base64&truncate=0`);
+    assert.equal(two.status, 200);
+    assert.deepEqual(two.json.map((m: { payload: string; payload_bytes: number }) => [m.payload, m.payload_bytes]), [['', 1], ['', 1]]);
+    assert.equal(two.json[0].payload_encoding, 'base64');
+    assert.equal((await mgmt.api(`/api/exchanges/%2F/${x}/delayed?count=1001`)).status, 400);
+    assert.equal((await mgmt.api(`/api/exchanges/%2F/${x}/delayed?encoding=utf16`)).status, 400);
+    assert.equal((await mgmt.api(`/api/exchanges/%2F/amq.direct/delayed`)).status, 400);
+    assert.equal((await mgmt.api(`/api/exchanges/%2F/${uniq('missing')}/delayed`)).status, 404);
+    const [user, pw] = await addUser(mgmt, 'management', { vhost: '/', read: '^$' });
+    assert.equal((await mgmt.api(`/api/exchanges/%2F/${x}/delayed`, { auth: [user, pw] })).status, 401);
+
+    // Listing changed nothing: all five are still held, then delivered in due order.
+    assert.equal((await mgmt.api(`/api/exchanges/%2F/${x}`)).json.messages_delayed, 5);
+    await waitFor(async () => (await mgmt.api(`/api/queues/%2F/${q}`)).json.messages === 5, 15_000, 'delayed messages to be released');
+    const got = await mgmt.api(`/api/queues/%2F/${q}/get`, { method: 'POST', body: { count: 10, ackmode: 'ack_requeue_false', encoding: 'auto' } });
+    assert.deepEqual(got.json.map((m: { payload: string }) => m.payload), ['a', 'b', 'c', 'd', Buffer.from([0xff, 0xfe, 0x00, 0x41]).toString('base64')]);
+    assert.deepEqual((await mgmt.api(`/api/exchanges/%2F/${x}/delayed`)).json, []);
+    assert.equal((await mgmt.api(`/api/exchanges/%2F/${x}`, { method: 'DELETE' })).status, 204);
+    assert.equal((await mgmt.api(`/api/queues/%2F/${q}`, { method: 'DELETE' })).status, 204);
   });
 });

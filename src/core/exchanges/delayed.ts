@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { readExpiration } from '../../protocol/properties';
-import { DelaySchedule, DelayStore } from '../../store/delay-store';
+import { DelaySchedule, DelayStore, type DelayedRecord } from '../../store/delay-store';
 import { Message } from '../message';
 import { Binding, Destination, Exchange, ExchangeOptions } from './exchange';
 
@@ -103,6 +103,17 @@ export class DelayedExchange extends Exchange {
     if (this.durableSchedule !== null) out.push(this.durableSchedule);
     if (this.scratchSchedule !== null) out.push(this.scratchSchedule);
     return out;
+  }
+
+  /**
+   * The next `count` held messages in release order ((due, seq) over both schedules), read
+   * without changing anything (DelaySchedule.peek; approximate for messages appended or
+   * released while it reads).
+   */
+  async peek(count: number): Promise<Array<{ due: number; seq: number; record: DelayedRecord }>> {
+    const parts = await Promise.all(this.schedules.map((s) => s.peek(count)));
+    const all = parts.length === 1 ? parts[0]! : parts.flat().sort((a, b) => a.due - b.due || a.seq - b.seq);
+    return all.slice(0, count);
   }
 
   /** Takes the message if it asks for a delay; the caller then counts it as routed. */

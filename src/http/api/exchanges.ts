@@ -1,4 +1,6 @@
+import { DelayedExchange } from '../../core/exchanges/delayed';
 import type { Exchange } from '../../core/exchanges/exchange';
+import { fieldInt, tableGet } from '../../protocol/field-table';
 import { Message } from '../../core/message';
 import type { VHost } from '../../core/vhost';
 import { accessFor, allow, vhostFor, visibleVhosts } from '../auth';
@@ -6,9 +8,9 @@ import { amqp, badRequest, notFound } from '../errors';
 import { created, Handler, NO_CONTENT, ok, RequestContext } from '../context';
 import { parseListQuery, renderList, renderOne } from '../listing';
 import type { Router } from '../router';
-import { argumentsTable, encodeJsonProperties } from '../views/json';
+import { argumentsTable, encodeJsonProperties, messageJson } from '../views/json';
 import { bindingView, exchangeDetailView, exchangeView } from '../views/exchange';
-import { checkName } from './queues';
+import { checkName, intParam } from './queues';
 
 /** In URLs the default exchange is called amq.default, as in RabbitMQ. */
 export function exchangeName(pathName: string): string {
@@ -106,6 +108,43 @@ const publish: Handler = (ctx) => {
   return ok({ routed: routed > 0 });
 };
 
+/**
+ * GET /delayed: Warren's listing of the messages a delayed-message exchange holds, the next
+ * `count` in release order, without releasing or reordering anything. Shapes follow /get
+ * (messageJson), plus when each is due. Approximate for messages published or released
+ * while it reads (DelaySchedule.peek).
+ */
+const delayed: Handler = async (ctx) => {
+  const v = vhostFor(ctx);
+  const x = exchangeIn(v, ctx.params.name ?? '');
+  const count = intParam(ctx.query, 'count', 20, 0, 1000);
+  const truncate = ctx.query.has('truncate') ? intParam(ctx.query, 'truncate', 0, 0, Number.MAX_SAFE_INTEGER) : undefined;
+  const encoding = ctx.query.get('encoding') ?? 'auto';
+  if (encoding !== 'auto' && encoding !== 'base64') throw badRequest(`unsupported encoding '${encoding}'`);
+  if (!(x instanceof DelayedExchange)) throw badRequest(`exchange '${x.name}' in vhost '${v.name}' is not an x-delayed-message exchange`);
+  allow(accessFor(ctx, v.name).check('read', 'exchange', x.name));
+  const held = await x.peek(count);
+  const now = Date.now();
+  return ok(
+    held.map(({ due, record }) => {
+      const msg = new Message(record.exchange, record.routingKey, record.properties, record.body);
+      const xDelay = fieldInt(tableGet(msg.properties.headers, 'x-delay'));
+      const m = messageJson(msg, encoding, truncate);
+      return {
+        due: new Date(due).toISOString(),
+        due_in_ms: Math.max(0, due - now),
+        x_delay: xDelay ?? due - record.publishedAt,
+        exchange: m.exchange,
+        routing_key: m.routing_key,
+        properties: m.properties,
+        payload: m.payload,
+        payload_bytes: m.payload_bytes,
+        payload_encoding: m.payload_encoding,
+      };
+    }),
+  );
+};
+
 export function registerExchanges(r: Router<Handler>): void {
   r.get('/api/exchanges', list)
     .get('/api/exchanges/:vhost', listVhost)
@@ -114,5 +153,6 @@ export function registerExchanges(r: Router<Handler>): void {
     .delete('/api/exchanges/:vhost/:name', remove)
     .get('/api/exchanges/:vhost/:name/bindings/source', bindingsSource)
     .get('/api/exchanges/:vhost/:name/bindings/destination', bindingsDestination)
-    .post('/api/exchanges/:vhost/:name/publish', publish);
+    .post('/api/exchanges/:vhost/:name/publish', publish)
+    .get('/api/exchanges/:vhost/:name/delayed', delayed);
 }

@@ -204,7 +204,7 @@ const browse: Handler = (ctx) => {
   });
 };
 
-function intParam(q: URLSearchParams, key: string, fallback: number, min: number, max: number): number {
+export function intParam(q: URLSearchParams, key: string, fallback: number, min: number, max: number): number {
   const raw = q.get(key);
   if (raw === null || raw === '') return fallback;
   if (!/^\d+$/.test(raw)) throw badRequest(['not_int', key]);
