@@ -12,7 +12,8 @@ import { argumentsTable } from '../http/views/json';
 import type { Logger } from '../observability/logger';
 import { ClusterKeys } from './keys';
 import { replyNode } from '../amqp/direct-reply';
-import { LinkChannel, LinkClosedError, LinkConnection } from './link-client';
+import { LinkChannel, LinkClosedError } from './link-client';
+import { CLUSTER_LINK_USER, LinkPool, LinkPurpose } from './link-pool';
 import { AmqpError } from '../protocol/errors';
 import { FieldTable, fieldString, tableGet } from '../protocol/field-table';
 import { M } from '../protocol/spec';
@@ -20,9 +21,6 @@ import { tableJson } from '../http/views/json';
 import { MetadataHost, MetadataSync, QueueRecord } from './metadata-sync';
 import { QueueHomeLinks, RemoteQueue } from './remote-queue';
 import { HaCoordinator, HaHost } from './ha';
-
-/** The internal user node-to-node links log in as; its password is the cluster's secret. */
-export const CLUSTER_LINK_USER = 'warren-cluster-link';
 
 /** A proxy for another connection's exclusive queue: never this node's connections. */
 const FOREIGN_OWNER = Object.freeze({ foreign: true });
@@ -32,16 +30,6 @@ export interface NodeInfo {
   amqp: string;
   link: string;
   started: number;
-}
-
-/** What a link connection carries (see link()). */
-export type LinkPurpose = 'publish' | 'consume' | 'mirror';
-
-interface Link {
-  conn: Promise<LinkConnection>;
-  publisher: Promise<LinkChannel> | null;
-  /** The publisher channel once open: the per-message path then needs no extra promise. */
-  ready: LinkChannel | null;
 }
 
 /**
@@ -59,7 +47,7 @@ export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks
   private lease: Lease | null = null;
   private secret = '';
   private readonly sync: MetadataSync;
-  private readonly links = new Map<string, Link>();
+  private readonly links: LinkPool;
   private forwards: Array<Promise<void>> | null = null;
   private forwardMsg: Message | null = null;
   private readonly forwardNodes = new Set<string>();
@@ -92,6 +80,11 @@ export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks
     });
     this.sync = new MetadataSync(this.etcd, this.keys, broker, this, () => this.lease!, this.log);
     this.ha = new HaCoordinator(this.etcd, this.keys, broker, this, this.log);
+    this.links = new LinkPool({
+      nodeName: this.nodeName,
+      linkAddress: (node) => this.nodes.get(node)?.link,
+      secret: () => this.secret,
+    });
   }
 
   get advertisedHost(): string {
@@ -175,8 +168,7 @@ export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks
     for (const w of this.watchers) await w.cancel().catch(() => undefined);
     // Revoking the lease removes this node and its transient queues at once for the others.
     await this.lease?.revoke().catch(() => undefined);
-    for (const link of this.links.values()) link.conn.then((c) => c.destroy(), () => undefined);
-    this.links.clear();
+    this.links.closeAll();
     const server = this.linkServer;
     this.linkServer = null;
     if (server?.listening === true) await new Promise<void>((r) => server.close(() => r()));
@@ -343,82 +335,17 @@ export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks
     // One copy per home node: the home routes it again and keeps its own local matches.
     if (this.forwardNodes.has(node)) return;
     this.forwardNodes.add(node);
-    const sent = this.publishTo(node, vhost, msg);
+    const sent = this.links.publish(node, vhost, msg);
     sent.catch((err: Error) => this.log.debug({ node, err: err.message }, 'forwarded publish failed'));
     (this.forwards ??= []).push(sent);
   }
 
-  async openChannel(node: string, vhost: string, purpose: LinkPurpose = 'consume'): Promise<LinkChannel> {
-    const conn = await this.link(node, vhost, purpose).conn;
-    return conn.openChannel();
+  openChannel(node: string, vhost: string, purpose: LinkPurpose = 'consume'): Promise<LinkChannel> {
+    return this.links.openChannel(node, vhost, purpose);
   }
-
-  private readonly sentOnce = new WeakMap<Message, Map<string, Promise<void>>>();
 
   forwardOnce(node: string, vhost: string, msg: Message): Promise<void> {
-    let sent = this.sentOnce.get(msg);
-    if (sent === undefined) this.sentOnce.set(msg, (sent = new Map()));
-    let p = sent.get(node);
-    if (p === undefined) sent.set(node, (p = this.publishTo(node, vhost, msg)));
-    return p;
-  }
-
-  private publishTo(node: string, vhost: string, msg: Message): Promise<void> {
-    if (!this.isUp(node)) return Promise.reject(new Error(`node ${node} is down`));
-    const link = this.link(node, vhost, 'publish');
-    const ready = link.ready;
-    if (ready !== null && !ready.closed) return ready.publish(msg.exchange, msg.routingKey, false, msg.rawProperties, msg.body);
-    link.ready = null;
-    if (link.publisher === null || ready !== null) {
-      link.publisher = link.conn.then(async (c) => {
-        const ch = await c.openChannel();
-        await ch.confirmSelect();
-        link.ready = ch;
-        return ch;
-      });
-    }
-    // Messages sent while the channel opens keep their order: then-callbacks run in order.
-    const { exchange, routingKey } = msg;
-    const properties = msg.rawProperties;
-    const body = msg.body;
-    return link.publisher.then((ch) => ch.publish(exchange, routingKey, false, properties, body));
-  }
-
-  /**
-   * One link connection per peer, vhost and purpose. Forwarded publishes get their own: the
-   * home node may stop reading a publishing connection (flow control), and the acks of
-   * consumers must never wait behind that, or a prefetch-limited consumer stalls for good.
-   */
-  private link(node: string, vhost: string, purpose: LinkPurpose): Link {
-    const id = `${node}\u0000${vhost}\u0000${purpose}`;
-    let link = this.links.get(id);
-    if (link !== undefined) return link;
-    const info = this.nodes.get(node);
-    const conn =
-      info === undefined
-        ? Promise.reject(new Error(`node ${node} is down`))
-        : LinkConnection.connect({
-            host: info.link.slice(0, info.link.lastIndexOf(':')),
-            port: Number(info.link.slice(info.link.lastIndexOf(':') + 1)),
-            user: CLUSTER_LINK_USER,
-            password: this.secret,
-            vhost,
-            connectionName: `cluster link ${this.nodeName} -> ${node}`,
-          });
-    link = { conn, publisher: null, ready: null };
-    const entry = link;
-    this.links.set(id, entry);
-    conn.then(
-      (c) => {
-        c.onClose = () => {
-          if (this.links.get(id) === entry) this.links.delete(id);
-        };
-      },
-      () => {
-        if (this.links.get(id) === entry) this.links.delete(id);
-      },
-    );
-    return entry;
+    return this.links.publishOnce(node, vhost, msg);
   }
 
   // ---- membership ------------------------------------------------------------------------
@@ -466,11 +393,7 @@ export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks
     const name = this.keys.nodeName(key);
     if (!this.nodes.delete(name) || name === this.nodeName) return;
     this.log.warn({ node: name }, 'cluster node is down');
-    for (const [id, link] of [...this.links]) {
-      if (!id.startsWith(`${name}\u0000`)) continue;
-      this.links.delete(id);
-      link.conn.then((c) => c.destroy(), () => undefined);
-    }
+    this.links.dropNode(name);
     for (const v of this.broker.vhosts.values()) {
       for (const q of v.queues.values()) if (q instanceof RemoteQueue && q.home === name) q.homeLost();
     }
