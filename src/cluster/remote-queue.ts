@@ -179,18 +179,35 @@ export class RemoteQueue extends Queue {
     const e = entry as RemoteEntry;
     this.stats.acked++;
     if (!e.link.closed) e.link.ack(e.remoteTag, false);
+    this.settled(e.link);
   }
 
   override discard(entry: QueueEntry): void {
     const e = entry as RemoteEntry;
     if (!e.link.closed) e.link.reject(e.remoteTag, false);
+    this.settled(e.link);
   }
 
   override requeue(entries: QueueEntry[]): void {
     for (const entry of entries) {
       const e = entry as RemoteEntry;
       if (!e.link.closed) e.link.reject(e.remoteTag, true);
+      this.settled(e.link);
     }
+  }
+
+  /** Unsettled deliveries per consumer link; a cancelled consumer's link closes when it reaches 0. */
+  private readonly outstanding = new Map<LinkChannel, number>();
+  private readonly closeWhenSettled = new Set<LinkChannel>();
+
+  private settled(link: LinkChannel): void {
+    const n = (this.outstanding.get(link) ?? 0) - 1;
+    if (n > 0) {
+      this.outstanding.set(link, n);
+      return;
+    }
+    this.outstanding.delete(link);
+    if (this.closeWhenSettled.delete(link)) void link.close().catch(() => undefined);
   }
 
   override purge(): number {
@@ -396,11 +413,15 @@ export class RemoteQueue extends Queue {
     const link = this.consumersByLink.get(consumer);
     if (link === undefined) return;
     this.consumersByLink.delete(consumer);
-    // Unacked deliveries of this consumer stay settleable: the channel closes only once the
-    // client's channel is gone (see Channel teardown, which requeues them first).
+    // The client may still settle deliveries it got before cancelling (AMQP allows it): the
+    // link channel, whose tags they are, closes once they are all settled (or the client's
+    // channel goes, which requeues them).
     link.onClose = null;
     void link.cancel(consumer.tag).then(
-      () => link.close(),
+      () => {
+        if (this.outstanding.has(link)) this.closeWhenSettled.add(link);
+        else return link.close();
+      },
       () => undefined,
     ).catch(() => undefined);
   }
@@ -414,6 +435,7 @@ export class RemoteQueue extends Queue {
   private deliverRemote(consumer: Consumer, link: LinkChannel, d: LinkDelivery): void {
     if (this.consumersByLink.get(consumer) !== link && this.deleted) return;
     this.stats.delivered++;
+    if (!consumer.noAck) this.outstanding.set(link, (this.outstanding.get(link) ?? 0) + 1);
     consumer.deliver(this, this.entryOf(link, d));
   }
 

@@ -147,6 +147,35 @@ describe('cluster, normal mode', { timeout: 120_000 }, () => {
     });
   });
 
+  it('a consumer cancelled through a non-home node can still ack what it received', async () => {
+    await withChannel(n1.url, async (ch) => {
+      await ch.assertQueue('nm.cancel', { durable: true });
+      for (let i = 0; i < 5; i++) ch.sendToQueue('nm.cancel', Buffer.from(`k${i}`));
+      await ch.waitForConfirms();
+    });
+    await withChannel(n2.url, async (ch) => {
+      await ch.prefetch(5);
+      const got: amqp.ConsumeMessage[] = [];
+      let tag = '';
+      await new Promise<void>((resolve) => {
+        void ch
+          .consume('nm.cancel', (m) => {
+            if (m === null) return;
+            got.push(m);
+            if (got.length === 5) resolve();
+          })
+          .then((ok) => (tag = ok.consumerTag));
+      });
+      await ch.cancel(tag);
+      for (const m of got) ch.ack(m);
+    });
+    await withChannel(n1.url, async (ch) => {
+      const ok = await ch.checkQueue('nm.cancel');
+      assert.equal(ok.messageCount, 0, 'acks after basic.cancel were lost and the messages came back');
+      await ch.deleteQueue('nm.cancel');
+    });
+  });
+
   it('x-queue-leader-locator balanced puts a new queue on the node with the fewest queues', async () => {
     await withChannel(n1.url, async (ch) => {
       // n1 homes more queues than n2 from here on, whatever ran before.
