@@ -53,3 +53,18 @@ export async function declareDurable(url: string, queue: string): Promise<void> 
     await conn.close();
   }
 }
+
+/**
+ * Polls a queue's message count until it equals `expected` (a promoted leader fills its queue
+ * from its copy right after the election) and returns the last count seen.
+ */
+export async function waitForCount(ch: amqp.Channel, queue: string, expected: number, timeoutMs = 10_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let count = -1;
+  while (Date.now() < deadline) {
+    count = await ch.checkQueue(queue).then((ok) => ok.messageCount);
+    if (count === expected) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return count;
+}

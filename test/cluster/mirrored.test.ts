@@ -8,7 +8,7 @@ import { after, describe, it } from 'node:test';
 import * as amqp from 'amqplib';
 import { cleanupAll, startEtcd, startNode } from './harness';
 import { ConfirmedPublisher, RecordingConsumer, check } from './checker';
-import { declareDurable as declare, GUEST_AUTH, setPolicy, waitForRecord } from './ha-fixture';
+import { declareDurable as declare, GUEST_AUTH, setPolicy, waitForCount, waitForRecord } from './ha-fixture';
 
 after(cleanupAll);
 
@@ -143,14 +143,7 @@ describe('cluster, mirrored queues', { timeout: 180_000 }, () => {
     await waitForRecord(etcd, 'ha.manual', (r) => r.leader === 'n2');
     const c2 = await amqp.connect(n2.url);
     const ch2 = await c2.createChannel();
-    const deadline = Date.now() + 10_000;
-    let count = 0;
-    while (Date.now() < deadline) {
-      count = await ch2.checkQueue('ha.manual').then((ok) => ok.messageCount);
-      if (count === 51) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    assert.equal(count, 51);
+    assert.equal(await waitForCount(ch2, 'ha.manual', 51), 51);
     await c2.close();
     await n2.stop();
     await etcd.stop();
@@ -229,14 +222,7 @@ describe('cluster, mirrored queues', { timeout: 180_000 }, () => {
     await waitForRecord(etcd, 'ha.transient', (r) => r.leader === 'n2');
     const c2 = await amqp.connect(n2.url);
     const ch2 = await c2.createChannel();
-    const deadline = Date.now() + 10_000;
-    let count = -1;
-    while (Date.now() < deadline) {
-      count = await ch2.checkQueue('ha.transient').then((ok) => ok.messageCount);
-      if (count === 100) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    assert.equal(count, 100);
+    assert.equal(await waitForCount(ch2, 'ha.transient', 100), 100);
     await c2.close();
     await n2.stop();
     await etcd.stop();
