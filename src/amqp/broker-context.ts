@@ -28,6 +28,12 @@ export interface BrokerContext {
 
 /** What AMQP connections and channels need from the cluster (src/cluster implements it). */
 export interface ClusterContext {
+  /**
+   * A channel is about to route a publish: from here until takeForwards(), what the routing
+   * sends to other nodes (forwards, mirror copies) is collected for the publisher's confirm.
+   * `localOnly`: a publish forwarded here over a link reaches local queues only.
+   */
+  beginPublish(localOnly: boolean): void;
   /** The home nodes' confirms of the publish just routed (forwards to remote queues), or null. */
   takeForwards(): Promise<void>[] | null;
   /** False while etcd has been unreachable past this node's lease: metadata changes are refused. */

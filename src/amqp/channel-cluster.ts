@@ -37,8 +37,7 @@ export function routeInCluster(
   const conn = pub.ch.conn;
   const vhost = pub.ch.session.vhost;
   // A publish forwarded over a link was routed by the sending node: only local queues here.
-  cluster.localOnly = conn.isClusterLink;
-  cluster.takeForwards(); // anything left by a publish not made on a channel (dead letters)
+  cluster.beginPublish(conn.isClusterLink);
   let routed: number;
   try {
     routed = vhost.publish(exchange, msg, extraKeys);

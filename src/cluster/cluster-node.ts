@@ -40,6 +40,8 @@ export interface NodeInfo {
 export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks, HaHost {
   readonly nodeName: string;
   localOnly = false;
+  /** Between beginPublish and takeForwards: confirms of what routing sends elsewhere are wanted. */
+  private collecting = false;
   readonly nodes = new Map<string, NodeInfo>();
   private readonly etcd: Etcd3;
   private readonly keys: ClusterKeys;
@@ -253,15 +255,19 @@ export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks
 
   addPending(p: Promise<void>): void {
     p.catch(() => undefined);
-    (this.forwards ??= []).push(p);
+    // Outside a channel's publish (dead letters, delayed releases) nobody waits for a confirm.
+    if (this.collecting) (this.forwards ??= []).push(p);
+  }
+
+  beginPublish(localOnly: boolean): void {
+    this.localOnly = localOnly;
+    this.collecting = true;
+    this.forwards = null;
+    this.forwardMsg = null;
   }
 
   get metadataAvailable(): boolean {
     return !this.ha.isFenced;
-  }
-
-  takePending(): Array<Promise<void>> | null {
-    return this.takeForwards();
   }
 
   liveNodes(): string[] {
@@ -278,6 +284,7 @@ export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks
 
   takeForwards(): Array<Promise<void>> | null {
     const f = this.forwards;
+    this.collecting = false;
     this.forwards = null;
     this.forwardMsg = null;
     return f;
@@ -337,7 +344,7 @@ export class ClusterNode implements ClusterContext, MetadataHost, QueueHomeLinks
     this.forwardNodes.add(node);
     const sent = this.links.publish(node, vhost, msg);
     sent.catch((err: Error) => this.log.debug({ node, err: err.message }, 'forwarded publish failed'));
-    (this.forwards ??= []).push(sent);
+    if (this.collecting) (this.forwards ??= []).push(sent);
   }
 
   openChannel(node: string, vhost: string, purpose: LinkPurpose = 'consume'): Promise<LinkChannel> {

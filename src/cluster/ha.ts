@@ -34,8 +34,9 @@ export interface HaHost {
   liveNodes(): string[];
   openChannel(node: string, vhost: string, purpose: 'mirror'): Promise<LinkChannel>;
   addPending(p: Promise<void>): void;
-  /** Takes what addPending collected (the channel does this after each publish). */
-  takePending(): Array<Promise<void>> | null;
+  /** Collects what addPending gets from here until takeForwards (as a channel's publish does). */
+  beginPublish(localOnly: boolean): void;
+  takeForwards(): Array<Promise<void>> | null;
   nodeKey(node: string): string;
   /** Writes the queue's metadata record with this node as its home (after a promotion). */
   claimQueue(vhost: string, queue: string): Promise<void>;
@@ -325,9 +326,9 @@ export class HaCoordinator {
         msg.storeId = s.publish({ exchange: msg.exchange, routingKey: msg.routingKey, properties: msg.rawProperties, body: msg.body }, [local.storeKey]);
         waits.push(new Promise<void>((resolve, reject) => s.afterSync((err) => (err === null ? resolve() : reject(err)))));
       }
-      this.host.takePending();
+      this.host.beginPublish(false);
       local.enqueue(msg);
-      waits.push(...(this.host.takePending() ?? []));
+      waits.push(...(this.host.takeForwards() ?? []));
       Promise.all(waits).then(() => h.resolve(), (err: Error) => h.reject(err));
     }
     // Consumers that reached the queue through this node carry on, now locally.
