@@ -14,6 +14,7 @@ import { Channel } from './channel';
 import { serverProperties } from './server-properties';
 import { HeartbeatMonitor } from './heartbeat';
 import { parseSaslResponse, SASL_MECHANISMS } from './sasl';
+import { ReadGate, ReadPause } from './read-gate';
 
 const PROTOCOL_HEADER = Buffer.from('AMQP\x00\x00\x09\x01', 'latin1');
 /** Stop handing deliveries to a connection whose unsent output passes this; resume after flush. */
@@ -45,14 +46,10 @@ export class Connection implements FrameSink {
   /** A resource alarm is in force for this connection (it publishes and the broker is over a limit). */
   private alarmActive = false;
   private publishedOnce = false;
-  private readPaused = false;
-  /** Paused by internal flow control (a queue it feeds is backlogged). */
-  private flowPaused = false;
-  private yieldPaused = false;
   private readSinceYield = 0;
   private readonly heartbeat: HeartbeatMonitor = new HeartbeatMonitor({
     sendHeartbeat: () => this.writer.heartbeat(),
-    readingPaused: () => this.readPaused || this.flowPaused,
+    readingPaused: () => this.gate.has(ReadPause.Alarm) || this.gate.has(ReadPause.Flow),
     peerSilent: () => {
       this.log.info('missed heartbeats from client, closing connection');
       this.socket.destroy();
@@ -65,6 +62,7 @@ export class Connection implements FrameSink {
   readonly log: Logger;
   readonly connectedAt = Date.now();
   private readonly onClosed: (c: Connection) => void;
+  private readonly gate: ReadGate;
 
   constructor(
     private readonly socket: Socket,
@@ -72,6 +70,7 @@ export class Connection implements FrameSink {
     onClosed: (c: Connection) => void,
   ) {
     this.onClosed = onClosed;
+    this.gate = new ReadGate(socket);
     this.name = `${socket.remoteAddress}:${socket.remotePort} -> ${socket.localAddress}:${socket.localPort}`;
     this.log = broker.logger.child({ conn: this.name });
     this.reader = new FrameReader(this);
@@ -152,7 +151,7 @@ export class Connection implements FrameSink {
     // share lets other connections' acks and deliveries in between (a slow, prefetch-limited
     // consumer is otherwise starved by a flooding publisher).
     this.readSinceYield += chunk.length;
-    if (this.readSinceYield >= READ_SHARE && !this.yieldPaused) this.yieldReading();
+    if (this.readSinceYield >= READ_SHARE && !this.gate.has(ReadPause.Yield)) this.yieldReading();
     try {
       if (this.state === 'header') {
         chunk = this.readProtocolHeader(chunk);
@@ -360,68 +359,53 @@ export class Connection implements FrameSink {
   /** Called by a channel for each publish; blocks the connection if an alarm is in force. */
   notePublish(): void {
     this.publishedOnce = true;
-    if (this.alarmActive && !this.readPaused) this.blockReading();
+    if (this.alarmActive && !this.gate.has(ReadPause.Alarm)) this.blockReading();
   }
 
   alarmRaised(): void {
     this.alarmActive = true;
-    if (this.publishedOnce && !this.readPaused) this.blockReading();
+    if (this.publishedOnce && !this.gate.has(ReadPause.Alarm)) this.blockReading();
   }
 
   alarmCleared(): void {
     this.alarmActive = false;
-    if (!this.readPaused) return;
-    this.readPaused = false;
+    if (!this.gate.has(ReadPause.Alarm)) return;
     if (this.supportsBlocked()) this.sendMethod(0, { key: M.ConnectionUnblocked });
-    if (this.mayResume()) this.socket.resume();
+    this.gate.resume(ReadPause.Alarm);
   }
 
   private yieldReading(): void {
-    this.yieldPaused = true;
-    this.socket.pause();
+    this.gate.pause(ReadPause.Yield);
     setImmediate(() => {
-      this.yieldPaused = false;
       this.readSinceYield = 0;
-      if (this.mayResume()) this.socket.resume();
+      this.gate.resume(ReadPause.Yield);
     });
   }
 
-  private mayResume(): boolean {
-    return !this.readPaused && !this.flowPaused && !this.yieldPaused && this.holdingChannels === 0 && !this.socket.destroyed;
-  }
-
   /** Channels holding too many frames while waiting on another node: stop reading meanwhile. */
-  private holdingChannels = 0;
-
   holdBackpressure(on: boolean): void {
-    this.holdingChannels += on ? 1 : -1;
-    if (on) this.socket.pause();
-    else if (this.mayResume()) this.socket.resume();
+    this.gate.hold(on);
   }
 
   /** Credit-flow style throttling: stop reading until the queue's consumers catch up. */
   throttleFor(queue: Queue): void {
-    if (this.flowPaused || this.state !== 'opened') return;
-    this.flowPaused = true;
+    if (this.gate.has(ReadPause.Flow) || this.state !== 'opened') return;
+    this.gate.pause(ReadPause.Flow);
     queue.addFlowWaiter(this);
-    this.socket.pause();
   }
 
   resumeFlow(): void {
-    if (!this.flowPaused) return;
-    this.flowPaused = false;
-    if (this.mayResume()) this.socket.resume();
+    if (this.gate.has(ReadPause.Flow)) this.gate.resume(ReadPause.Flow);
   }
 
   get isBlocked(): boolean {
-    return this.readPaused;
+    return this.gate.has(ReadPause.Alarm);
   }
 
   /** RabbitMQ: a publishing connection stops being read; consumers on it keep receiving. */
   private blockReading(): void {
-    this.readPaused = true;
     if (this.supportsBlocked()) this.sendMethod(0, { key: M.ConnectionBlocked, reason: 'low on memory or disk' });
-    this.socket.pause();
+    this.gate.pause(ReadPause.Alarm);
   }
 
   private supportsBlocked(): boolean {
