@@ -2,7 +2,7 @@ import type { FieldTable } from '../../protocol/field-table';
 import { Message } from '../message';
 import type { Consumer } from './consumer';
 import { EntryState, QueueEntry } from './entry';
-import { ExpiryHeap } from './expiry-heap';
+import { ExpiryTimer } from './expiry-timer';
 import { ReadyList } from './ready-list';
 import { ColdTail } from './cold-tail';
 import { ConsumerList } from './consumer-list';
@@ -46,7 +46,6 @@ export const enum EnqueueOutcome {
 export const FLOW_HIGH_WATER = 20_000;
 /** The same in bytes, so a backlog of large messages is throttled before it fills memory. */
 const FLOW_HIGH_BYTES = 64 * 1024 * 1024;
-const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Ready messages per durable queue kept with their bytes in memory; beyond this they are paged out. */
 const PAGE_OUT_AFTER = 2000;
 /** Ready messages per durable queue kept as objects at all; beyond this only store ids (ColdTail). */
@@ -75,9 +74,13 @@ export interface QueueObserver {
 export class Queue {
   private ready: ReadyList;
   private readonly cold = new ColdTail();
-  private readonly heap = new ExpiryHeap();
-  private expiryTimer: NodeJS.Timeout | null = null;
-  private expiryTimerAt = 0;
+  private readonly expiry = new ExpiryTimer(
+    (e) => {
+      this.removeReady(e);
+      this.expire(e);
+    },
+    () => !this.deleted,
+  );
   private readonly idleExpiry = new IdleExpiry(
     () => !this.deleted && this.consumers.length === 0,
     () => this.delete('expired'),
@@ -258,7 +261,7 @@ export class Queue {
       if (msg.pageable && this.store !== null) msg.pageOut(this.store);
       else if (this.pager !== null && msg.pageId === 0 && !msg.pagedOut && this.pager.active) this.pager.page(msg);
     }
-    if (expiresAt !== 0) this.trackExpiry(entry);
+    if (expiresAt !== 0) this.expiry.track(entry);
     if (s.maxLength !== undefined || s.maxLengthBytes !== undefined) this.enforceLimits();
     if (this.consumers.length !== 0) {
       this.enqueuing = entry;
@@ -266,7 +269,10 @@ export class Queue {
       this.enqueuing = null;
     }
     // TTL 0: delivered only if a consumer took it just now, otherwise expired at once.
-    if (ttl === 0 && entry.state === EntryState.Ready) this.expireDue(Number.MAX_SAFE_INTEGER, entry);
+    if (ttl === 0 && entry.state === EntryState.Ready) {
+      this.removeReady(entry);
+      this.expire(entry);
+    }
     return EnqueueOutcome.Accepted;
   }
 
@@ -316,7 +322,7 @@ export class Queue {
       e.state = EntryState.Ready;
       this.readyCount++;
       this.readyBytes += e.msg.bodySize;
-      if (e.expiresAt !== 0 && !e.inHeap) this.trackExpiry(e);
+      if (e.expiresAt !== 0 && !e.inHeap) this.expiry.track(e);
       back.push(e);
     }
     if (back.length !== 0) this.ready.requeue(back);
@@ -418,7 +424,7 @@ export class Queue {
     const count = this.readyCount;
     this.purge();
     this.deleted = true;
-    this.heap.clear();
+    this.expiry.clear();
     this.clearTimers();
     const consumers = this.consumers.clear();
     this.releaseFlowWaiters();
@@ -513,41 +519,6 @@ export class Queue {
     }
   }
 
-  private trackExpiry(e: QueueEntry): void {
-    this.heap.push(e);
-    if (this.expiryTimer === null || e.expiresAt < this.expiryTimerAt) this.armExpiryTimer(e.expiresAt);
-  }
-
-  private armExpiryTimer(at: number): void {
-    if (this.expiryTimer !== null) clearTimeout(this.expiryTimer);
-    this.expiryTimerAt = at;
-    // setTimeout's range is 2^31-1 ms; a later expiry is re-armed when this one fires.
-    this.expiryTimer = setTimeout(() => {
-      this.expiryTimer = null;
-      this.expireDue(Date.now());
-    }, Math.min(MAX_TIMER_MS, Math.max(0, at - Date.now())));
-    this.expiryTimer.unref();
-  }
-
-  /** Expire every ready entry due by `now` (or exactly `only`), then re-arm for the next. */
-  private expireDue(now: number, only?: QueueEntry): void {
-    if (only !== undefined) {
-      this.removeReady(only);
-      this.expire(only);
-      return;
-    }
-    for (;;) {
-      const top = this.heap.peek();
-      if (top === undefined || top.expiresAt > now) break;
-      this.heap.pop();
-      if (top.state !== EntryState.Ready) continue; // delivered meanwhile; requeue re-tracks it
-      this.removeReady(top);
-      this.expire(top);
-    }
-    const next = this.heap.peek();
-    if (next !== undefined && !this.deleted) this.armExpiryTimer(next.expiresAt);
-  }
-
   /** Out-of-order removal: the ring keeps a tombstone that shift() skips later. */
   private removeReady(e: QueueEntry): void {
     this.readyCount--;
@@ -571,8 +542,7 @@ export class Queue {
   }
 
   private clearTimers(): void {
-    if (this.expiryTimer !== null) clearTimeout(this.expiryTimer);
-    this.expiryTimer = null;
+    this.expiry.stop();
     this.idleExpiry.stop();
   }
 
