@@ -48,8 +48,13 @@ export interface Bucket {
   /** Index entries not yet handed to the .idx file. */
   tail: Buffer | null;
   tailUsed: number;
-  /** Appends to the .idx file in flight, and who waits for them to end. */
+  /** Appends to the .idx file in flight (or queued behind one), and who waits for them to end. */
   writing: number;
+  /**
+   * Spills waiting for the one in flight: two appends to one file on the thread pool may land
+   * in either order, and the load relies on the file being in append (seq) order.
+   */
+  queued: Buffer[];
   drained: Array<() => void>;
   /** The .idx file exists. */
   spilled: boolean;
@@ -127,7 +132,7 @@ export class DelayIndex {
     const no = Math.floor(due / this.store.bucketMs);
     let b = this.buckets.get(no);
     if (b === undefined) {
-      b = { no, path: join(this.store.dir, `${this.tag}-${this.incarnation}-${no}.idx`), pending: 0, loaded: no <= this.loadedThrough, tail: null, tailUsed: 0, writing: 0, drained: [], spilled: false, fileBytes: 0 };
+      b = { no, path: join(this.store.dir, `${this.tag}-${this.incarnation}-${no}.idx`), pending: 0, loaded: no <= this.loadedThrough, tail: null, tailUsed: 0, writing: 0, queued: [], drained: [], spilled: false, fileBytes: 0 };
       this.buckets.set(no, b);
       if (!b.loaded) insertSorted(this.unloaded, no);
     }
@@ -176,9 +181,24 @@ export class DelayIndex {
       appendFileSync(b.path, data);
       return;
     }
-    b.writing++;
+    if (b.writing++ !== 0) {
+      b.queued.push(data);
+      return;
+    }
+    this.write(b, data);
+  }
+
+  private write(b: Bucket, data: Buffer): void {
     appendFile(b.path, data, (err) => {
       if (err !== null && !this.owner.dropped) this.store.logger.error({ file: b.path, err: String(err) }, 'could not spill a delayed-message index');
+      if (b.queued.length !== 0) {
+        // Everything queued meanwhile goes in one append, still after this one.
+        const next = b.queued.length === 1 ? b.queued[0]! : Buffer.concat(b.queued);
+        b.writing -= b.queued.length;
+        b.queued = [];
+        this.write(b, next);
+        return;
+      }
       if (--b.writing === 0) {
         const waiting = b.drained;
         b.drained = [];
